@@ -1,0 +1,33 @@
+"""bnlab: a laboratory for understanding normalization in deep networks.
+
+Public entry points (imported lazily, so `import bnlab` is cheap and has no side effects):
+    bnlab.build_model(**model_cfg) -> nn.Module
+    bnlab.train(config, runs_root) -> Path of the run directory
+    bnlab.load_runs(root) / bnlab.load_probes(root, probe) -> pandas.DataFrame
+    bnlab.rmt, bnlab.probes  (subpackages)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": ("bnlab.models", "build_model"),
+    "train": ("bnlab.training", "train"),
+    "load_runs": ("bnlab.store", "load_runs"),
+    "load_probes": ("bnlab.store", "load_probes"),
+    "Config": ("bnlab.config", "Config"),
+}
+_SUBPACKAGES = {"rmt", "probes", "models", "nn", "data", "training", "store", "experiments", "figures", "report", "sweeps"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"bnlab.{name}")
+    raise AttributeError(f"module 'bnlab' has no attribute {name!r}")
