@@ -1,0 +1,79 @@
+"""Run directories, atomic writes, checkpoints and the readers `load_runs()` / `load_probes()`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from bnlab.store.files import read_json, read_jsonl
+from bnlab.store.rundir import TERMINAL, RunDir, RunLock, write_probe
+
+__all__ = ["RunDir", "RunLock", "TERMINAL", "write_probe", "load_runs", "load_probes", "load_metrics", "run_dirs"]
+
+
+def run_dirs(root: str | Path) -> list[Path]:
+    """Every run directory under `root` (a folder holding config.yaml), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.parent for p in root.glob("*/config.yaml"))
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out: dict = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
+    return out
+
+
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """One row per run: run_id, run_dir, state, step, reason, config as dotted columns, summary.*, meta.*."""
+    rows = []
+    for d in run_dirs(root):
+        rd = RunDir(d)
+        try:
+            cfg = yaml.safe_load(rd.config.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        st = rd.status()
+        row = {"run_id": d.name, "run_dir": str(d), "state": st.get("state"), "step": st.get("step"),
+               "reason": st.get("reason"), "final_loss": st.get("loss")}
+        row.update(_flat(cfg))
+        row.update({f"summary.{k}": v for k, v in (read_json(rd.summary, {}) or {}).items()})
+        row.update({f"meta.{k}": v for k, v in (read_json(d / "meta.json", {}) or {}).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_metrics(root: str | Path) -> pd.DataFrame:
+    """All metrics.jsonl lines of all runs, with a run_id column."""
+    frames = []
+    for d in run_dirs(root):
+        rows = read_jsonl(d / "metrics.jsonl")[0]
+        if rows:
+            df = pd.DataFrame(rows)
+            df.insert(0, "run_id", d.name)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_probes(root: str | Path, probe: str) -> pd.DataFrame:
+    """All rows of probes/<probe>.jsonl across runs, with a run_id column."""
+    frames = []
+    for d in run_dirs(root):
+        rows = read_jsonl(d / "probes" / f"{probe}.jsonl")[0]
+        if rows:
+            df = pd.DataFrame(rows)
+            df.insert(0, "run_id", d.name)
+            frames.append(df)
+    if not frames:
+        return pd.DataFrame()
+    df = pd.concat(frames, ignore_index=True)
+    if "paper_layer" in df.columns:
+        df["paper_layer"] = df["paper_layer"].astype("Int64")
+    return df

@@ -1,0 +1,21 @@
+"""Training: `run(cfg, run_dir)` (one resumable run) and the public `train(config, runs_root)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bnlab.config import Config, resolve, run_id
+from bnlab.training.loop import run
+
+__all__ = ["run", "train"]
+
+
+def train(config: str | Path | dict[str, Any] | Config | None = None, runs_root: str | Path = "runs",
+          overrides: list[str] | None = None, *, progress: bool = True) -> Path:
+    """Resolve a config (YAML path, dict or Config, plus `a.b=value` overrides), train it in
+    `runs_root/<run_id>/` (resuming if it was interrupted; a finished run is not re-run), return that path."""
+    cfg = resolve(config, overrides)
+    run_dir = Path(runs_root) / run_id(cfg)
+    run(cfg, run_dir, progress=progress)
+    return run_dir

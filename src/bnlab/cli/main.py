@@ -1,0 +1,71 @@
+"""`bnlab` entry point: one small module per subcommand, each calling one library function.
+
+A UserError anywhere becomes one sentence on stderr and exit code 2 (no traceback)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import bnlab
+
+# subcommand -> module in bnlab.cli (each has add_parser(subparsers) and run(args) -> int)
+COMMANDS = {
+    "train": "train",
+    "sweep": "sweep",
+    "reproduce": "reproduce",
+    "report": "report",
+    "compare": "compare",
+    "experiments": "experiments",
+    "status": "status",
+    "export": "export",
+    "probe": "probe",
+    "rmt": "rmt",
+    "ls": "ls",
+    "data": "data",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one sentence, exit 2 (argparse's own convention)
+        sys.stderr.write(f"bnlab: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bnlab", description="A laboratory for understanding normalization in deep networks.")
+    parser.add_argument("--version", action="version", version=f"bnlab {bnlab.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"bnlab.cli.{module}")
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("bnlab.cli."):
+                continue  # subcommand not built yet
+            raise
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bnlab.errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        sys.stderr.write(f"bnlab: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("bnlab: interrupted; run the same command again to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,52 @@
+"""bnlab train [--config F] [--set k=v ...] [--runs DIR] [--dry-run]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bnlab.cli.common import add_config_args, add_runs_arg
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train one configuration (resumes if interrupted)")
+    add_config_args(p)
+    add_runs_arg(p)
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run id, train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from bnlab.config import resolve, run_id, to_yaml
+    from bnlab.errors import UserError
+    from bnlab.store import RunDir, RunLock
+    from bnlab.training import run as train_run
+
+    cfg = resolve(args.config, args.overrides)
+    run_dir = Path(args.runs) / run_id(cfg)
+    if args.dry_run:
+        sys.stdout.write(to_yaml(cfg))
+        print(f"# run id {run_id(cfg)}")
+        return 0
+    if RunDir(run_dir).is_terminal():
+        sys.stderr.write(f"bnlab: {run_dir} is already {RunDir(run_dir).state()}; nothing to do\n")
+        print(run_dir)
+        return 0
+    lock = RunLock(run_dir)
+    existed = run_dir.exists()
+    if not lock.acquire():
+        raise UserError(f"run {run_dir} is being trained by another live process (lock file {lock.path})")
+    try:
+        status = train_run(cfg, run_dir, progress=not args.quiet)
+    except UserError:
+        lock.release()
+        if not existed and run_dir.exists() and not any(p.name != "lock" for p in run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
+    finally:
+        lock.release()
+    sys.stderr.write(f"bnlab: run {run_dir.name} {status['state']}" + (f" ({status['reason']})" if status.get("reason") else "") + "\n")
+    print(run_dir)
+    return 0

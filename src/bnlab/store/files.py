@@ -1,0 +1,134 @@
+"""Crash-safe file primitives: every file is written whole or not at all.
+
+- `atomic_write_bytes/text/json`: write a temp file in the same folder, fsync, rename over the target,
+  fsync the folder. A reader sees the old file or the new one, never a torn one.
+- `append_line`: one JSON object per line, written with a single `write()` on an O_APPEND descriptor and
+  fsynced, so a line is either fully there or absent (a SIGKILL cannot leave half a line except on a
+  full disk; `read_jsonl` drops a torn last line and says so).
+- A test-only fault hook (`BNLAB_FAULT=<point>:<n>`) kills the process at the n-th pass through a named
+  point, so crash tests inject faults deterministically instead of by luck of timing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_FAULT_COUNTS: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook: with BNLAB_FAULT="name:n" the process SIGKILLs itself at the n-th call for `name`."""
+    spec = os.environ.get("BNLAB_FAULT")
+    if not spec:
+        return
+    for item in spec.split(","):
+        point, _, count = item.partition(":")
+        if point == name:
+            _FAULT_COUNTS[name] = _FAULT_COUNTS.get(name, 0) + 1
+            if _FAULT_COUNTS[name] == int(count or 1):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            fault_point("atomic_write")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False, default=_default) + "\n")
+
+
+def _default(x: Any) -> Any:
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")
+
+
+def dumps_line(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=_default, allow_nan=True)
+
+
+def append_line(path: str | Path, obj: Any) -> None:
+    """Append one JSON line with a single write() + fsync."""
+    path = Path(path)
+    data = (dumps_line(obj) + "\n").encode("utf-8")
+    fault_point("append_line")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
+    """(rows, torn): rows of a JSON-lines file; `torn` is True when a partial last line was dropped."""
+    path = Path(path)
+    if not path.exists():
+        return [], False
+    rows: list[dict] = []
+    torn = False
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1 or all(not x.strip() for x in lines[i + 1 :]):
+                torn = True
+            else:
+                raise
+    return rows, torn
+
+
+def read_json(path: str | Path, default: Any = None) -> Any:
+    path = Path(path)
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return default

@@ -1,0 +1,51 @@
+"""Evaluation (eval-mode pass, no gradients) and BN running-statistics recalibration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float] | None:
+    """(mean cross-entropy, accuracy) over the batches in eval mode; None when there are none.
+
+    Sums stay on the device and are read once at the end (no per-batch host sync)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = correct = None
+    n = 0
+    for x, y in batches:
+        out = model(x).float()
+        ls = F.cross_entropy(out, y, reduction="sum")
+        c = (out.argmax(1) == y).sum()
+        loss_sum = ls if loss_sum is None else loss_sum + ls
+        correct = c if correct is None else correct + c
+        n += y.numel()
+    model.train(was_training)
+    if n == 0 or loss_sum is None or correct is None:
+        return None
+    return float(loss_sum) / n, float(correct) / n
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, dd, batch_size: int, seed: int, batches: int = 20) -> None:
+    """Re-estimate BN running statistics as a plain average over `batches` unaugmented train batches."""
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    if not bns:
+        return
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    was_training = model.training
+    model.train()
+    for x, _ in dd.probe_batches(batches, batch_size, seed=seed + 31337):
+        model(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.train(was_training)

@@ -1,0 +1,310 @@
+"""`run(cfg, run_dir)`: one training run, top to bottom, resumable.
+
+A step is a pure function of (weights, optimizer state, step number): the minibatch and its
+augmentation are drawn from generators seeded by (seed, step), so a run resumed from any checkpoint
+replays exactly the steps an uninterrupted run would have taken (bit-identical on CPU).
+
+Order inside a step: lr for this step -> minibatch -> forward -> divergence check -> backward ->
+scheduled probes (they see `.grad`, before the update) -> clip -> remember θ (for the diverging-step
+experiment) -> optimizer step -> evaluation / checkpoint when due.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bnlab.config import Config, to_yaml
+from bnlab.errors import UserError
+from bnlab.store.checkpoint import load_latest, save_checkpoint
+from bnlab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from bnlab.store.rundir import RunDir, environment, write_probe
+from bnlab.training.divergence import DivergenceCheck
+from bnlab.training.evaluate import evaluate, recalibrate_bn
+from bnlab.training.optim import make_optimizer
+from bnlab.training.progress import Progress
+from bnlab.training.schedules import lr_at
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"train.device={name} but CUDA is not available here; use train.device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device={name!r} is not a device name (auto, cpu, cuda, cuda:N)") from None
+
+
+def build(cfg: Config, device: torch.device):
+    """(model, splits, device data) for a config: the same objects the loop uses, for probes and tools."""
+    from bnlab import data as data_mod
+    from bnlab.models import build_model
+
+    splits = data_mod.load(cfg.data, seed=cfg.train.seed)
+    mcfg = cfg.model.model_dump()
+    mcfg["num_classes"] = mcfg["num_classes"] or splits.num_classes
+    mcfg["in_channels"] = splits.train_x.shape[1]
+    mcfg["image_size"] = splits.train_x.shape[-1]
+    torch.manual_seed(cfg.train.seed)  # the weights at init depend on the seed only
+    model = build_model(**mcfg).to(device)
+    if cfg.train.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    dd = data_mod.DeviceData(splits, device)
+    return model, splits, dd
+
+
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    if cfg.train.steps is not None:
+        return int(cfg.train.steps)
+    return int(round(float(cfg.train.epochs or 0) * steps_per_epoch))
+
+
+def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run in `run_dir`; returns the final status dict.
+
+    A diverged run is a result (state "diverged"), not an error. Bad input raises UserError before
+    anything is written."""
+    rd = RunDir(run_dir)
+    if rd.is_terminal():
+        return rd.status()
+    tcfg, ocfg = cfg.train, cfg.optim
+    device = resolve_device(tcfg.device)
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    if tcfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    model, splits, dd = build(cfg, device)  # may raise UserError (missing data): nothing written yet
+
+    rd.path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(rd.config, to_yaml(cfg))
+    atomic_write_json(rd.path / "env.json", environment(str(device), torch.get_num_threads(), tcfg.deterministic))
+
+    spe = dd.steps_per_epoch(ocfg.batch_size)
+    total = total_steps(cfg, spe)
+    eval_every = max(1, int(round(tcfg.eval_every * spe)))
+    ckpt_every = max(1, int(round(tcfg.checkpoint_every * spe)))
+    optimizer = make_optimizer(model, ocfg)
+    div = DivergenceCheck(tcfg.divergence.mode, tcfg.divergence.threshold)
+    loss_fn = nn.CrossEntropyLoss()
+
+    if cfg.model.init.balanced_output_bias:
+        from bnlab.nn.init import balance_output_bias
+
+        cal_x, _ = dd.probe_batches(1, 512, seed=tcfg.seed + 7919)[0]  # calibration batch (train split)
+        balance_output_bias(model, cal_x)
+
+    # --- resume ---------------------------------------------------------------------------------
+    step, wall_before = 0, 0.0
+    acc = {"loss": 0.0, "correct": 0, "count": 0}  # running train metrics since the last evaluation
+    state, warnings = load_latest(rd.ckpt, map_location=device)
+    if warnings:
+        for w in warnings:
+            rd.add_warning(w)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, wall_before = int(state["step"]), float(state["wall_s"])
+        div.reference = state["ref_loss"]
+        acc = dict(state["acc"])
+        rd.truncate_metrics(step)
+    else:
+        rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
+        for p in rd.probes.glob("*"):  # and its probe files too (they are rewritten identically)
+            p.unlink()
+    rd.set_status("running", step)
+
+    schedules = [(p, p.steps(total)) for p in cfg.probes]
+    t0 = time.perf_counter()
+    last_ckpt_time = time.monotonic()
+    bar = Progress(total, enabled=progress, start=step, description=rd.path.name)
+    images_this_session = 0
+    prev_state: dict[str, Any] | None = None
+
+    def wall() -> float:
+        return wall_before + time.perf_counter() - t0
+
+    def checkpoint(at: int) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": at,
+                 "ref_loss": div.reference, "acc": dict(acc), "wall_s": wall()}
+        save_checkpoint(rd.ckpt, state, at, keep=tcfg.keep_checkpoints)
+
+    def do_eval(at: int) -> dict[str, float]:
+        epoch = at / spe
+        lr_now = lr_at(max(at - 1, 0), total, ocfg)
+        rows = []
+        if acc["count"]:
+            rows.append({"split": "train", "loss": acc["loss"] / acc["count"], "acc": acc["correct"] / acc["count"]})
+        if tcfg.recalibrate_bn:
+            recalibrate_bn(model, dd, ocfg.batch_size, seed=tcfg.seed)
+        for split in ("train_eval", "val", "test"):
+            res = evaluate(model, dd.eval_batches(split, 500, n=tcfg.eval_train_subset, seed=tcfg.seed))
+            if res is not None:
+                rows.append({"split": split, "loss": res[0], "acc": res[1]})
+        out = {}
+        for r in rows:
+            line = {"step": at, "epoch": round(epoch, 6), **r, "lr": lr_now, "wall_s": round(wall(), 3)}
+            rd.append_metric(line)
+            out[r["split"]] = r
+        acc.update(loss=0.0, correct=0, count=0)
+        return out
+
+    def run_probes(at: int) -> None:
+        for sched, steps in schedules:
+            if at in steps:
+                result = _run_probe(model, dd, sched, cfg, optimizer, at, lr_at(at, total, ocfg), rd.path)
+                write_probe(rd.path, sched.name, result, step=at)
+
+    last_eval: dict[str, Any] = {}
+    try:
+        while step < total:
+            lr = lr_at(step, total, ocfg)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            x, y = dd.train_batch(step, ocfg.batch_size, seed=tcfg.seed, augment=cfg.data.augment)
+            if tcfg.channels_last and device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            model.train()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp and device.type == "cuda"):
+                out = model(x)
+                loss = loss_fn(out.float(), y)
+            loss_val = float(loss.detach())
+            verdict = div.check(loss_val)
+            if verdict is not None:
+                rd.append_metric({"step": step, "epoch": round(step / spe, 6), "split": "train",
+                                  "loss": loss_val if math.isfinite(loss_val) else None, "acc": None,
+                                  "lr": lr, "wall_s": round(wall(), 3)})
+                if prev_state is not None:
+                    _save_diverging(rd, prev_state, step, loss_val, div)
+                rd.set_status("diverged", step, reason=verdict, loss=loss_val if math.isfinite(loss_val) else None)
+                bar.close(f"diverged at step {step}: {verdict}")
+                return rd.status()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if schedules:
+                run_probes(step)
+            if ocfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), ocfg.grad_clip)
+            prev_state = _snapshot(model, optimizer, step)
+            optimizer.step()
+
+            acc["loss"] += loss_val * y.numel()
+            acc["correct"] += int((out.detach().argmax(1) == y).sum())
+            acc["count"] += y.numel()
+            images_this_session += y.numel()
+            step += 1
+            bar.update(step, loss=loss_val, lr=lr, img_s=images_this_session / max(time.perf_counter() - t0, 1e-9))
+
+            if step % eval_every == 0 or step == total:
+                last_eval = do_eval(step)
+                bar.note(_eval_note(step / spe, last_eval))
+            if step < total and (step % ckpt_every == 0 or time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes):
+                checkpoint(step)
+                last_ckpt_time = time.monotonic()
+                rd.set_status("running", step, loss=loss_val)
+        if any(total in steps for _, steps in schedules):
+            optimizer.zero_grad(set_to_none=True)
+            run_probes(total)
+    except KeyboardInterrupt:
+        bar.close("interrupted")
+        rd.set_status("running", step, reason="interrupted (resume by running the same command again)")
+        raise
+    except OSError as e:
+        bar.close("failed")
+        rd.set_status("failed", step, reason=f"write failed: {e.strerror or e}")
+        raise
+
+    elapsed = time.perf_counter() - t0
+    if not last_eval and total > 0:
+        last_eval = do_eval(total)
+    metrics = rd.read_metrics()
+    summary = _summary(metrics, total, wall(), images_this_session / elapsed if elapsed > 0 else None)
+    atomic_write_json(rd.summary, summary)
+    rd.set_status("complete", total, loss=summary.get("train_loss"))
+    bar.close(_eval_note(total / spe, last_eval) if last_eval else "done")
+    return rd.status()
+
+
+def _eval_note(epoch: float, ev: dict[str, Any]) -> str:
+    parts = [f"epoch {epoch:.2f}"]
+    for split in ("train", "test"):
+        if split in ev:
+            parts.append(f"{split} loss {ev[split]['loss']:.3f} acc {ev[split]['acc']:.3f}")
+    return "  ".join(parts)
+
+
+def _summary(metrics: list[dict], steps: int, wall_s: float, img_per_s: float | None) -> dict[str, Any]:
+    last: dict[str, dict] = {}
+    for m in metrics:
+        if m.get("acc") is not None:
+            last[m["split"]] = m
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        out[f"{split}_loss"] = last.get(split, {}).get("loss")
+        out[f"{split}_acc"] = last.get(split, {}).get("acc")
+    out.update(steps=steps, wall_s=round(wall_s, 3), img_per_s=None if img_per_s is None else round(img_per_s, 2))
+    return out
+
+
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
+    """θ and optimizer state before this step's update (kept one step, for the diverging-step probe)."""
+    return {
+        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "optimizer": _clone_opt_state(optimizer.state_dict()),
+        "step": step,
+    }
+
+
+def _clone_opt_state(sd: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "state": {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()} for k, v in sd["state"].items()},
+        "param_groups": [dict(g) for g in sd["param_groups"]],
+    }
+
+
+def _save_diverging(rd: RunDir, prev: dict[str, Any], fired_step: int, loss: float, div: DivergenceCheck) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({**prev, "fired_step": fired_step, "loss": loss if math.isfinite(loss) else float("inf"),
+                "threshold": div.limit()}, buf)
+    atomic_write_bytes(rd.ckpt / "diverging.pt", buf.getvalue())
+
+
+def _run_probe(model, dd, sched, cfg: Config, optimizer, step: int, lr: float, run_dir: Path):
+    from bnlab.probes import PROBE_KIND, PROBES
+    from bnlab.probes.context import ProbeContext
+    from bnlab.probes.result import ProbeResult
+
+    fn = PROBES.get(sched.name)
+    bs = sched.batch_size or cfg.optim.batch_size
+    # fixed minibatches per probe: the same images at every step of this run (seeded by the run's seed)
+    batches = dd.probe_batches(sched.batches, bs, seed=cfg.train.seed + 104729)
+    if PROBE_KIND.get(sched.name) == "data":
+        ctx = ProbeContext(step=step, optimizer=optimizer, lr=lr, run_dir=run_dir, config=cfg)
+        return fn(model, batches, ctx=ctx, **sched.options)
+    results = [fn(model, x, y, **sched.options) for x, y in batches]
+    if len(results) == 1:
+        return results[0]
+    import pandas as pd
+
+    tables, arrays = [], {}
+    for i, r in enumerate(results):
+        t = r.table.copy()
+        t["batch"] = i
+        tables.append(t)
+        arrays.update({f"b{i}/{k}": v for k, v in r.arrays.items()})
+    return ProbeResult(pd.concat(tables, ignore_index=True), arrays, dict(results[0].attrs))
+
+
+def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out.float(), y)
