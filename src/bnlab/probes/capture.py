@@ -1,0 +1,179 @@
+"""What every batch probe shares: state guard, norm-statistics mode, layer naming, loss, activation capture.
+
+Probes never call `.backward()` (that would touch `.grad`); they use `torch.autograd.grad`. A forward
+pass in training mode updates BN running statistics, so every probe runs inside `guard(model)`, which
+restores buffers and training flags bit-identically on exit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bnlab.errors import UserError
+
+NormStats = Literal["batch", "running"]
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+# Norm layers recognised by type (DESIGN: find layers by type, never by name).
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._NormBase,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+)
+WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+
+
+@contextmanager
+def guard(model: nn.Module) -> Iterator[None]:
+    """Restore buffers (BN running statistics, num_batches_tracked) and every module's training flag."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, t in flags:
+            m.training = t
+
+
+def has_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, NORM_TYPES) for m in model.modules())
+
+
+def set_norm_stats(model: nn.Module, norm_stats: NormStats) -> str:
+    """Put the model in the requested statistics mode (inside `guard`); return the recorded norm_mode.
+
+    batch: norm layers in training mode (batch statistics) and dropout off; running: eval mode.
+    """
+    if norm_stats not in ("batch", "running"):
+        raise UserError(f"norm_stats must be 'batch' or 'running', not {norm_stats!r}")
+    if norm_stats == "batch":
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
+    else:
+        model.eval()
+        untracked = [
+            n
+            for n, m in model.named_modules()
+            if isinstance(m, _BatchNorm)
+            and m.num_batches_tracked is not None
+            and int(m.num_batches_tracked) == 0
+        ]
+        if untracked:
+            warnings.warn(
+                f"running statistics requested but {untracked[0]} (and {len(untracked) - 1} more) never saw "
+                "a batch: at init eval-mode BN is the identity",
+                stacklevel=3,
+            )
+    if not has_norm(model):
+        return "none"
+    return "batch_stats" if norm_stats == "batch" else "running_stats"
+
+
+def paper_layer_map(model: nn.Module) -> dict[str, int]:
+    fn = getattr(model, "paper_layers", None)
+    return dict(fn()) if callable(fn) else {}
+
+
+def paper_layer_of(name: str, paper: dict[str, int]) -> int | None:
+    """A module's paper layer; for a container (e.g. a residual block) the first paper layer inside it,
+    so that "activation at layer L" = output of the block containing L (PAPER.md)."""
+    if name in paper:
+        return paper[name]
+    inside = [v for k, v in paper.items() if k.startswith(name + ".")]
+    return min(inside) if inside else None
+
+
+def select_layers(
+    model: nn.Module, layers: Iterable[str | int] | None, types: tuple[type[nn.Module], ...]
+) -> list[tuple[str, nn.Module]]:
+    """Modules of `types` in registration order; `layers` restricts by module name or paper layer number."""
+    found = [(n, m) for n, m in model.named_modules() if isinstance(m, types)]
+    if layers is None:
+        return found
+    paper = paper_layer_map(model)
+    wanted = list(layers)
+    out = []
+    for n, m in found:
+        if n in wanted or (n in paper and paper[n] in wanted):
+            out.append((n, m))
+    missing = [w for w in wanted if not any(w == n or (n in paper and paper[n] == w) for n, _ in out)]
+    if missing:
+        kinds = "/".join(t.__name__ for t in types)
+        raise UserError(
+            f"layers {missing} are not {kinds} module names or paper layers of this model; "
+            f"choose from {[n for n, _ in found]}"
+        )
+    return out
+
+
+def loss_value(outputs: Tensor, targets: Tensor, loss_fn: LossFn | None) -> Tensor:
+    """Mean cross-entropy unless `loss_fn(outputs, targets) -> scalar` is given."""
+    if loss_fn is None:
+        return F.cross_entropy(outputs, targets)
+    return loss_fn(outputs, targets)
+
+
+def per_example_losses(outputs: Tensor, targets: Tensor, loss_fn: LossFn | None) -> Tensor:
+    """ℓ_i such that mean_i ℓ_i is the batch loss (a user loss_fn is called on one example at a time)."""
+    if loss_fn is None:
+        return F.cross_entropy(outputs, targets, reduction="none")
+    return torch.stack([loss_fn(outputs[i : i + 1], targets[i : i + 1]) for i in range(outputs.shape[0])])
+
+
+@dataclass
+class Captured:
+    """Inputs and outputs of chosen modules from one forward. `outputs` are live (in the graph): pass them to
+    `torch.autograd.grad` to get ∂L/∂output without computing any parameter gradient."""
+
+    inputs: dict[str, Tensor] = field(default_factory=dict)
+    outputs: dict[str, Tensor] = field(default_factory=dict)
+
+
+@contextmanager
+def capture(modules: list[tuple[str, nn.Module]]) -> Iterator[Captured]:
+    """Forward hooks storing each module's first input and its output. The hook hands the rest of the network
+    a clone of the output, so in-place ops downstream (ReLU(inplace=True), `out += x`) cannot alter what
+    was captured or redirect its gradient. A module called twice per forward is an error."""
+    cap = Captured()
+    handles = []
+
+    def make(name: str) -> Callable:
+        def hook(mod: nn.Module, args: tuple, out: Tensor) -> Tensor:
+            if name in cap.outputs:
+                raise UserError(f"module {name} is called more than once per forward; probes need one call")
+            if not isinstance(out, Tensor):
+                raise UserError(
+                    f"module {name} returns {type(out).__name__}, not a tensor; pass other modules="
+                )
+            cap.inputs[name] = args[0].detach()
+            cap.outputs[name] = out
+            return out.clone()
+
+        return hook
+
+    for name, m in modules:
+        handles.append(m.register_forward_hook(make(name)))
+    try:
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def trainable(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
