@@ -1,0 +1,66 @@
+"""Random-matrix theory for E10: Theorem 1 densities, random products, Lyapunov spectra, Jacobian spectra.
+
+numpy/scipy only at import; `jacobian_spectrum` (torch) and `run_task` are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from bnlab.rmt.products import (
+    DISTRIBUTIONS,
+    GradedProduct,
+    log_condition_number,
+    lyapunov_exponents,
+    naive_log_condition_number,
+    normalized_product_spectrum,
+    product_singular_values,
+    sample_factors,
+)
+from bnlab.rmt.theory import (
+    fuss_catalan,
+    ks_distance,
+    lyapunov_closed_form,
+    lyapunov_closed_form_se,
+    theorem1_cdf,
+    theorem1_density,
+    theorem1_edge,
+    theorem1_moment,
+    theorem1_phi,
+)
+
+_LAZY = {
+    "jacobian_spectrum": ("bnlab.rmt.jacobian", "jacobian_spectrum"),
+    "JacobianSpectrum": ("bnlab.rmt.jacobian", "JacobianSpectrum"),
+    "dense_jacobian": ("bnlab.rmt.jacobian", "dense_jacobian"),
+    "run_task": ("bnlab.rmt.task", "run_task"),
+}
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "GradedProduct",
+    "fuss_catalan",
+    "ks_distance",
+    "log_condition_number",
+    "lyapunov_closed_form",
+    "lyapunov_closed_form_se",
+    "lyapunov_exponents",
+    "naive_log_condition_number",
+    "normalized_product_spectrum",
+    "product_singular_values",
+    "sample_factors",
+    "theorem1_cdf",
+    "theorem1_density",
+    "theorem1_edge",
+    "theorem1_moment",
+    "theorem1_phi",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'bnlab.rmt' has no attribute {name!r}")
