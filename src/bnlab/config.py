@@ -305,6 +305,11 @@ def parse_override(item: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         raise UserError(f"override {item!r}: the value is not valid YAML") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; researchers mean a number
+        try:
+            value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            pass
     return parts, value
 
 

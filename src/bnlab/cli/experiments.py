@@ -1,0 +1,31 @@
+"""bnlab experiments: every spec with its run count and cost per profile."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    return sub.add_parser("experiments", help="list experiment specs: runs and estimated cost per profile")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bnlab.experiments.spec import PROFILES, all_specs
+    from bnlab.sweeps.plan import fmt_seconds
+
+    t = Table(title="bnlab experiments (runs / stated cost per profile)")
+    t.add_column("id")
+    t.add_column("name")
+    for p in PROFILES:
+        t.add_column(p, justify="right")
+    for s in all_specs():
+        cells = []
+        for p in PROFILES:
+            prof = s.profile(p)
+            cells.append("skip" if prof.skip else f"{len(s.configs(p))} / {fmt_seconds(prof.cost_s)}")
+        t.add_row(s.id, s.name, *cells)
+    Console().print(t)
+    return 0

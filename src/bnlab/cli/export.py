@@ -1,0 +1,27 @@
+"""bnlab export RUNS OUT.csv: one tidy table of all runs (config columns, state, summary)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("export", help="write one CSV row per run")
+    p.add_argument("runs")
+    p.add_argument("out")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bnlab.errors import UserError
+    from bnlab.store import load_runs
+    from bnlab.store.files import atomic_write_text
+
+    if not Path(args.runs).is_dir():
+        raise UserError(f"runs root {args.runs!r} does not exist")
+    df = load_runs(args.runs)
+    atomic_write_text(args.out, df.to_csv(index=False))
+    print(args.out)
+    return 0

@@ -1,0 +1,33 @@
+"""bnlab sweep SPEC|ID [--profile P] [--set k=v ...] [--runs DIR] [--retry-failed] [--force]"""
+
+from __future__ import annotations
+
+import argparse
+
+from bnlab.cli.common import add_runs_arg
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("sweep", help="expand an experiment's grid and run it (skips finished runs, resumes others)")
+    p.add_argument("spec", help="experiment id (E1), name (lr_study) or a spec YAML file")
+    p.add_argument("--profile", default="smoke", help="smoke | cpu | fast | paper (default smoke)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value in every run")
+    add_runs_arg(p)
+    p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
+    p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--force", action="store_true", help="re-run finished runs too")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from bnlab.experiments.runner import run_specs
+    from bnlab.experiments.spec import find_specs
+
+    specs = find_specs([args.spec])
+    run_specs(specs, args.profile, args.runs, overrides=args.overrides, executor=args.executor,
+              address=args.address, retry_failed=args.retry_failed, force=args.force, dry_run=args.dry_run)
+    print(args.runs)
+    return 0

@@ -1,0 +1,90 @@
+"""Run experiment specs under a profile: expand to runs, print the plan, execute, record membership."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bnlab.config import Config, run_id
+from bnlab.experiments.spec import Spec
+from bnlab.sweeps.plan import estimate_run_seconds, fmt_seconds
+from bnlab.sweeps.tasks import is_done
+
+
+def expand(specs: list[Spec], profile: str, overrides: list[str] | None = None) -> list[tuple[Spec, Config]]:
+    out = []
+    for s in specs:
+        for cfg in s.configs(profile, overrides):
+            out.append((s, cfg))
+    return out
+
+
+def plan_text(pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, measure: bool = True) -> tuple[str, float]:
+    lines = [f"plan: profile {profile}, runs root {runs_root}"]
+    total_s = 0.0
+    by_spec: dict[str, list[Config]] = {}
+    specs: dict[str, Spec] = {}
+    for s, c in pairs:
+        by_spec.setdefault(s.id, []).append(c)
+        specs[s.id] = s
+    for sid, cfgs in by_spec.items():
+        s = specs[sid]
+        done = sum(is_done(c, runs_root / run_id(c)) for c in cfgs)
+        todo = [c for c in cfgs if not is_done(c, runs_root / run_id(c))]
+        est = None
+        if measure and todo:
+            per = [estimate_run_seconds(c) for c in todo]
+            est = sum(p for p in per if p is not None) if all(p is not None for p in per) else None
+        if est is None:
+            prof_cost = s.profile(profile).cost_s
+            est = prof_cost * len(todo) / max(len(cfgs), 1)
+        total_s += est
+        lines.append(f"  {sid:<5} {s.name:<22} {len(cfgs):>3} runs ({done} finished)  ~{fmt_seconds(est)}")
+    unique = len({run_id(c) for _, c in pairs})
+    lines.append(f"  total: {unique} runs, estimated {fmt_seconds(total_s)} on this machine")
+    return "\n".join(lines), total_s
+
+
+def run_specs(specs: list[Spec], profile: str, runs_root: str | Path, *, overrides: list[str] | None = None,
+              executor: str = "local", address: str | None = None, retry_failed: bool = False,
+              force: bool = False, dry_run: bool = False, measure: bool = True):
+    from bnlab.sweeps import get_executor
+
+    root = Path(runs_root)
+    pairs = expand(specs, profile, overrides)
+    console = Console(stderr=True)
+    text, _ = plan_text(pairs, profile, root, measure=measure)
+    console.print(text, highlight=False)
+    if dry_run:
+        return None
+    # one config per run id, tagged with every experiment that uses it
+    configs: dict[str, Config] = {}
+    tags: dict[str, list[str]] = {}
+    for s, c in pairs:
+        rid = run_id(c)
+        configs.setdefault(rid, c)
+        tags.setdefault(rid, []).append(f"{s.id}/{profile}")
+    ordered = list(configs)
+    run = get_executor(executor)
+    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
+                  TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("runs", total=len(ordered), last="")
+        finished = {"n": 0}
+
+        def on_done(rid: str, state: str) -> None:
+            finished["n"] += 1
+            bar.update(task, completed=finished["n"], last=f"{rid} {state}")
+            if not sys.stderr.isatty():
+                console.print(f"run {finished['n']}/{len(ordered)} {rid} {state}", highlight=False)
+
+        result = run([configs[r] for r in ordered], root, retry_failed=retry_failed, force=force,
+                     on_done=on_done, tags=[tags[r] for r in ordered], address=address)
+    states: dict[str, int] = {}
+    for st in result.states.values():
+        states[st] = states.get(st, 0) + 1
+    console.print("sweep finished: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+                  + f" ({len(result.skipped)} already done)", highlight=False)
+    return result

@@ -1,0 +1,111 @@
+"""The local executor: runs in this process, one after another, skipping finished runs.
+
+Concurrent sweeps on one runs root split the work through a lock per run directory: a run locked by
+another live process is skipped and revisited at the end (waiting for that process), so every sweep
+returns only when all its runs are finished; a stale lock from a dead process is taken over.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bnlab.config import Config, run_id
+from bnlab.errors import UserError
+from bnlab.store import RunDir, RunLock
+from bnlab.store.files import atomic_write_json, read_json
+from bnlab.sweeps.tasks import execute, is_done
+
+
+@dataclass
+class SweepResult:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already finished
+    failed: list[str] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+
+
+def record_membership(run_dir: Path, tags: list[str]) -> None:
+    """meta.json: which experiments (id/profile) a run belongs to (not part of its id)."""
+    meta = read_json(run_dir / "meta.json", {}) or {}
+    have = list(meta.get("experiments", []))
+    new = [t for t in tags if t not in have]
+    if new:
+        atomic_write_json(run_dir / "meta.json", {**meta, "experiments": have + new})
+
+
+def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -> str | None:
+    """Run (or resume) one run under its lock. Returns its final state, or None if locked elsewhere."""
+    rd = RunDir(run_dir)
+    if is_done(cfg, run_dir):
+        return rd.state()
+    if rd.state() == "failed" and not retry_failed:
+        return "failed"
+    lock = RunLock(run_dir)
+    if not lock.acquire():
+        return None
+    try:
+        if is_done(cfg, run_dir):  # finished by another process between the check and the lock
+            return rd.state()
+        try:
+            return execute(cfg, run_dir, progress=progress)["state"]
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
+            tb = traceback.format_exc(limit=3)
+            rd.path.mkdir(parents=True, exist_ok=True)
+            rd.set_status("failed", rd.status().get("step", 0), reason=f"{type(e).__name__}: {e}")
+            (rd.path / "error.txt").write_text(tb)
+            return "failed"
+    finally:
+        lock.release()
+
+
+def run_local(configs: list[Config], runs_root: str | Path, *, retry_failed: bool = False, force: bool = False,
+              on_done: Callable[[str, str], None] | None = None, progress_runs: bool = False,
+              tags: list[list[str]] | None = None, wait_s: float = 1.0) -> SweepResult:
+    root = Path(runs_root)
+    root.mkdir(parents=True, exist_ok=True)
+    res = SweepResult()
+    pending: list[tuple[Config, Path]] = []
+    for i, cfg in enumerate(configs):
+        d = root / run_id(cfg)
+        if force and RunDir(d).is_terminal():
+            _reset(d)
+        pending.append((cfg, d))
+        if tags:
+            d.mkdir(parents=True, exist_ok=True)
+            record_membership(d, tags[i])
+    while pending:
+        busy: list[tuple[Config, Path]] = []
+        for cfg, d in pending:
+            already = is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed)
+            state = run_one(cfg, d, retry_failed=retry_failed, progress=progress_runs)
+            if state is None:
+                busy.append((cfg, d))
+                continue
+            res.states[d.name] = state
+            (res.skipped if already else res.ran).append(d.name)
+            if state == "failed":
+                res.failed.append(d.name)
+            if on_done:
+                on_done(d.name, state)
+        if busy and len(busy) == len(pending):
+            time.sleep(wait_s)  # every remaining run is held by another live sweep: wait for it
+        pending = busy
+    return res
+
+
+def _reset(run_dir: Path) -> None:
+    """--force: forget a finished run's results (the directory is kept, its files replaced)."""
+    import shutil
+
+    for name in ("status.json", "summary.json", "metrics.jsonl"):
+        (run_dir / name).unlink(missing_ok=True)
+    for sub in ("ckpt", "probes"):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+    sys.stderr.write(f"bnlab: --force: re-running {run_dir.name}\n")

@@ -1,0 +1,61 @@
+import pytest
+import yaml
+
+from bnlab.config import Config, apply_overrides, canonical, parse_override, resolve, run_id, to_yaml
+from bnlab.errors import UserError
+
+
+def test_round_trip_yaml_and_hash_stable(tmp_path):
+    cfg = resolve(None, ["model.depth=14", "optim.lr=0.01", "optim.warmup.kind=linear", "optim.warmup.steps=10"])
+    path = tmp_path / "c.yaml"
+    path.write_text(to_yaml(cfg))
+    again = resolve(path)
+    assert again == cfg
+    assert run_id(again) == run_id(cfg)
+    assert len(run_id(cfg)) == 12
+
+
+def test_hash_ignores_root_device_threads_but_not_lr():
+    a = resolve(None, [])
+    b = resolve(None, ["data.root=/somewhere", "train.device=cpu", "train.threads=3"])
+    c = resolve(None, ["optim.lr=0.05"])
+    assert run_id(a) == run_id(b)
+    assert run_id(a) != run_id(c)
+    assert "root" not in canonical(a)["data"]
+
+
+def test_hash_is_a_known_constant_for_defaults():
+    # a change of this value means every existing run id changes: bump deliberately
+    assert run_id(Config()) == run_id(resolve({}, []))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["model.nonsense=1", "optim.lr=-1", "optim.lr=0", "model.depth=21", "model.norm=unicorn", "optim.lr=fast",
+     "train.divergence.mode=sometimes", "optim.milestones=[0.8,0.2]", "model.init.conv=magic", "data.name=mnist",
+     "optim.batch_size=0", "noequals", "=3", "probes=[{name: nope, every: 1}]"],
+)
+def test_bad_overrides_are_one_sentence_user_errors(bad):
+    with pytest.raises(UserError) as e:
+        resolve(None, [bad])
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 300
+
+
+def test_override_values_are_yaml():
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+    assert parse_override("a=1e-3") == (["a"], 1e-3)
+    assert parse_override("a=true") == (["a"], True)
+    assert apply_overrides({"x": {"y": 1}}, ["x.z=2"]) == {"x": {"y": 1, "z": 2}}
+
+
+def test_yaml_file_errors(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        resolve(tmp_path / "missing.yaml")
+    p = tmp_path / "bad.yaml"
+    p.write_text("model: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        resolve(p)
+    p.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(UserError, match="mapping"):
+        resolve(p)
