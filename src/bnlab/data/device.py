@@ -162,29 +162,25 @@ class DeviceData:
         for chunk in idx.split(batch_size):
             yield self.normalize(x[chunk]), y[chunk]
 
-    def probe_batches(
-        self, count: int, batch_size: int, seed: int
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """`count` unaugmented, normalized train minibatches of `batch_size`, fixed by `seed`.
-
-        Disjoint while count * batch_size fits in the train part; beyond that further seeded
-        permutations are appended.
-        """
+    def probe_indices(self, count: int, batch_size: int, seed: int) -> torch.Tensor:
+        """count x batch_size train indices of the probe batches: one seeded order of the train part,
+        continued with further seeded orders if count * batch_size exceeds it (so disjoint until then)."""
         if batch_size > self.n_train:
             raise UserError(
                 f"probe batch_size {batch_size} exceeds the {self.n_train} training images; lower it"
             )
         need = count * batch_size
-        orders = []
-        have = 0
-        rep = 0
-        while have < need:
-            orders.append(torch.randperm(self.n_train, generator=cpu_generator(seed, "probe", rep)))
-            have += self.n_train
-            rep += 1
-        order = torch.cat(orders)[:need].to(self.device) if orders else torch.empty(0, dtype=torch.int64)
-        out = []
-        for i in range(count):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            out.append((self.normalize(self.train_x[idx]), self.train_y[idx]))
-        return out
+        orders = [
+            torch.randperm(self.n_train, generator=cpu_generator(seed, "probe", rep))
+            for rep in range(-(-need // self.n_train))
+        ]
+        order = torch.cat(orders) if orders else torch.empty(0, dtype=torch.int64)
+        return order[:need].view(count, batch_size)
+
+    def probe_batches(
+        self, count: int, batch_size: int, seed: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """`count` unaugmented, normalized train minibatches of `batch_size`, fixed by `seed`
+        (the images of probe_indices)."""
+        idx = self.probe_indices(count, batch_size, seed).to(self.device)
+        return [(self.normalize(self.train_x[i]), self.train_y[i]) for i in idx]
