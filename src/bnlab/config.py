@@ -225,6 +225,8 @@ class TrainConfig(_Strict):
     steps: int | None = None  # if set, the budget in optimizer steps (overrides epochs)
     eval_every: float = 1.0  # epochs between evaluations (test, val, train_eval)
     eval_train_subset: int = 1000  # images of the train split evaluated in eval mode (fixed, seeded)
+    eval_test_subset: int | None = None  # intermediate evaluations on a fixed seeded test subset (the final one is full)
+    evaluate: bool = True  # False: no evaluation passes at all (max-lr trials); train metrics only
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N

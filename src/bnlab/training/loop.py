@@ -105,7 +105,8 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
 
     # --- resume ---------------------------------------------------------------------------------
     step, wall_before = 0, 0.0
-    acc = {"loss": 0.0, "correct": 0, "count": 0}  # running train metrics since the last evaluation
+    acc: dict[str, Any] = {"loss": 0.0, "correct": 0, "count": 0}  # running train metrics since the last evaluation
+    recent: list[float] = []  # the last 10 minibatch losses (stability rule of max_stable_lr)
     state, warnings = load_latest(rd.ckpt, map_location=device)
     if warnings:
         for w in warnings:
@@ -116,6 +117,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         step, wall_before = int(state["step"]), float(state["wall_s"])
         div.reference = state["ref_loss"]
         acc = dict(state["acc"])
+        recent = list(state["recent"])
         rd.truncate_metrics(step)
     else:
         rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
@@ -135,10 +137,10 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
 
     def checkpoint(at: int) -> None:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": at,
-                 "ref_loss": div.reference, "acc": dict(acc), "wall_s": wall()}
+                 "ref_loss": div.reference, "acc": dict(acc), "recent": list(recent), "wall_s": wall()}
         save_checkpoint(rd.ckpt, state, at, keep=tcfg.keep_checkpoints)
 
-    def do_eval(at: int) -> dict[str, float]:
+    def do_eval(at: int, final: bool = False) -> dict[str, Any]:
         epoch = at / spe
         lr_now = lr_at(max(at - 1, 0), total, ocfg)
         rows = []
@@ -146,8 +148,11 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             rows.append({"split": "train", "loss": acc["loss"] / acc["count"], "acc": acc["correct"] / acc["count"]})
         if tcfg.recalibrate_bn:
             recalibrate_bn(model, dd, ocfg.batch_size, seed=tcfg.seed)
-        for split in ("train_eval", "val", "test"):
-            res = evaluate(model, dd.eval_batches(split, 500, n=tcfg.eval_train_subset, seed=tcfg.seed))
+        for split in ("train_eval", "val", "test") if tcfg.evaluate else ():
+            n = tcfg.eval_train_subset if split == "train_eval" else None
+            if split == "test" and not final:
+                n = tcfg.eval_test_subset
+            res = evaluate(model, dd.eval_batches(split, 500, n=n, seed=tcfg.seed))
             if res is not None:
                 rows.append({"split": split, "loss": res[0], "acc": res[1]})
         out = {}
@@ -200,12 +205,13 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             acc["loss"] += loss_val * y.numel()
             acc["correct"] += int((out.detach().argmax(1) == y).sum())
             acc["count"] += y.numel()
+            recent = (recent + [loss_val])[-10:]
             images_this_session += y.numel()
             step += 1
             bar.update(step, loss=loss_val, lr=lr, img_s=images_this_session / max(time.perf_counter() - t0, 1e-9))
 
             if step % eval_every == 0 or step == total:
-                last_eval = do_eval(step)
+                last_eval = do_eval(step, final=step == total)
                 bar.note(_eval_note(step / spe, last_eval))
             if step < total and (step % ckpt_every == 0 or time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes):
                 checkpoint(step)
@@ -224,13 +230,13 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         raise
 
     elapsed = time.perf_counter() - t0
-    if not last_eval and total > 0:
-        last_eval = do_eval(total)
     metrics = rd.read_metrics()
     summary = _summary(metrics, total, wall(), images_this_session / elapsed if elapsed > 0 else None)
+    summary["first_loss"] = div.reference
+    summary["last10_loss"] = sum(recent) / len(recent) if recent else None
     atomic_write_json(rd.summary, summary)
     rd.set_status("complete", total, loss=summary.get("train_loss"))
-    bar.close(_eval_note(total / spe, last_eval) if last_eval else "done")
+    bar.close("complete")
     return rd.status()
 
 

@@ -1,0 +1,80 @@
+"""Task `max_lr`: the largest stable learning rate of a configuration (E11a, E11b, E12a, E12c, E12d).
+
+Each trial (lr, seed) is an ordinary training run of K steps at constant lr, in
+`run_dir/trials/<trial id>/`: resumable, and never repeated — the bisection is deterministic given the
+trial outcomes, so an interrupted search replays its finished trials from disk.
+
+task_options: steps (K, default 100), seeds (default [0]), lo (1e-6), hi (100), iters (bisection
+steps in log space, default 8), start (first lr probed, default 0.1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bnlab.config import Config, run_id, validate
+from bnlab.probes.result import ProbeResult
+from bnlab.store import RunDir, write_probe
+from bnlab.store.files import read_json
+
+
+def trial_config(cfg: Config, lr: float, seed: int, steps: int) -> Config:
+    raw = cfg.model_dump(mode="json")
+    raw["task"] = "train"
+    raw["task_options"] = {}
+    raw["optim"].update(lr=lr, schedule="constant")
+    raw["train"].update(seed=seed, steps=steps, epochs=None, evaluate=False, checkpoint_every=1e9)
+    raw["probes"] = []
+    return validate(raw)
+
+
+def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+    from bnlab.experiments.max_lr import max_stable_lr, trial_stability
+    from bnlab.training import run as train_run
+
+    rd = RunDir(run_dir)
+    rd.path.mkdir(parents=True, exist_ok=True)
+    from bnlab.config import to_yaml
+    from bnlab.store.files import atomic_write_text
+
+    atomic_write_text(rd.config, to_yaml(cfg))
+    rd.set_status("running", 0)
+    opts = cfg.task_options
+    steps = int(opts.get("steps", 100))
+    seeds = tuple(int(s) for s in opts.get("seeds", [0]))
+    trials: list[dict[str, Any]] = []
+
+    def is_stable(lr: float, seed: int) -> bool:
+        tcfg = trial_config(cfg, lr, seed, steps)
+        tdir = rd.path / "trials" / run_id(tcfg)
+        status = train_run(tcfg, tdir, progress=False)
+        summary = read_json(tdir / "summary.json", {}) or {}
+        diverged = status["state"] == "diverged"
+        first, last = summary.get("first_loss"), summary.get("last10_loss")
+        ok = trial_stability(first, last, diverged)
+        trials.append({"lr": lr, "seed": seed, "stable": ok, "state": status["state"], "step": status["step"],
+                       "first_loss": first, "last10_loss": last})
+        return ok
+
+    res = max_stable_lr(is_stable, lo=float(opts.get("lo", 1e-6)), hi=float(opts.get("hi", 100.0)), seeds=seeds,
+                        iters=int(opts.get("iters", 8)), start=float(opts.get("start", 0.1)))
+    rows = [
+        {"probe": "max_stable_lr", "layer": "model", "metric": "max_stable_lr", "value": res.max_stable_lr},
+        {"probe": "max_stable_lr", "layer": "model", "metric": "min_unstable_lr", "value": res.min_unstable_lr},
+        {"probe": "max_stable_lr", "layer": "model", "metric": "censored", "value": float(res.censored)},
+        {"probe": "max_stable_lr", "layer": "model", "metric": "steps", "value": float(steps)},
+        {"probe": "max_stable_lr", "layer": "model", "metric": "seeds", "value": float(len(seeds))},
+    ]
+    write_probe(rd.path, "max_stable_lr", ProbeResult.from_rows(rows, norm_mode="batch_stats"), step=0)
+    write_probe(rd.path, "max_lr_trials",
+                ProbeResult.from_rows([{"probe": "max_lr_trials", "layer": "model", "metric": "stable",
+                                        "value": float(t["stable"]), "lr": t["lr"], "seed": t["seed"],
+                                        "state": t["state"], "fired_step": t["step"]} for t in trials]), step=0)
+    from bnlab.store.files import atomic_write_json
+
+    atomic_write_json(rd.summary, {"max_stable_lr": res.max_stable_lr, "min_unstable_lr": res.min_unstable_lr,
+                                   "censored": res.censored, "steps": steps, "seeds": list(seeds),
+                                   "trials": len(trials)})
+    rd.set_status("complete", 0)
+    return rd.status()
