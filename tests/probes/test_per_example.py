@@ -125,3 +125,46 @@ def test_bad_mode_and_param_name():
         per_example_gradients(net, x, y, "independent")
     with pytest.raises(UserError):
         per_example_gradients(net, x, y, "frozen", params=["nope"])
+
+
+def _swap_norms(net: nn.Module, factory) -> None:
+    for parent in list(net.modules()):
+        for cname, child in list(parent.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                new = factory(child.num_features).double()
+                new.load_state_dict(child.state_dict())
+                setattr(parent, cname, new)
+
+
+@pytest.mark.parametrize("kind", ["batch_renorm", "frozen_batch"])
+def test_frozen_reproduces_training_forward_for_bnlab_norms(kind):
+    """Frozen statistics give the training-mode output values, so gradients of the last layer (after every
+    norm) are unchanged: Σ_i ∂ℓ_i/∂fc = B × ∂L/∂fc of the training-mode batch loss."""
+    from bnlab.nn.norms import NORMS
+
+    kw = (
+        {"r_max": 1.5, "d_max": 0.2, "warmup_start": 0, "r_max_at": 1, "d_max_at": 1}
+        if kind == "batch_renorm"
+        else {}
+    )
+    net, x, y = make(True)
+    _swap_norms(net, lambda c: NORMS.get(kind)(c, **kw))
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.fill_(4.0)  # renorm clips r and d
+            m.num_batches_tracked.fill_(5)
+    got = per_example_gradients(net, x, y, "frozen", params=["fc.weight", "fc.bias"])
+    net.train()
+    ref = torch.autograd.grad(F.cross_entropy(net(x), y), [net.fc.weight, net.fc.bias])
+    assert rel(got["fc.weight"].sum(0), 8 * ref[0]) < 1e-6
+    assert rel(got["fc.bias"].sum(0), 8 * ref[1]) < 1e-6
+
+
+def test_ghost_batch_frozen_is_refused_eval_works():
+    from bnlab.nn.norms import NORMS
+
+    net, x, y = make(True)
+    _swap_norms(net, lambda c: NORMS.get("ghost_batch")(c, virtual_batch=4))
+    with pytest.raises(UserError, match="ghost"):
+        per_example_gradients(net, x, y, "frozen")
+    assert per_example_gradients(net, x, y, "eval")["fc.bias"].shape == (8, 5)

@@ -1,6 +1,13 @@
-"""Measurements on (model, batch) or (model, batches, ctx). Importing this package registers every probe."""
+"""Measurements on (model, batch) or (model, batches, ctx). Importing this package registers every probe.
 
+Batch probes (`probe(model, inputs, targets, *, loss_fn=None, **options) -> ProbeResult`):
+gradient_histogram, activation_moments, output_bias, kernel_alignment, gradient_spectrum,
+gradient_variance. Per-example gradients: `bnlab.probes.per_example.per_example_gradients`.
+"""
+
+from bnlab.probes import activations, alignment, gradients, output  # noqa: F401  (registers the probes)
+from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
 from bnlab.probes.result import ProbeResult
 
-__all__ = ["PROBES", "PROBE_KIND", "ProbeResult", "register_probe"]
+__all__ = ["PROBES", "PROBE_KIND", "ProbeResult", "per_example_gradients", "register_probe"]

@@ -67,3 +67,33 @@ def per_example_weight_grads(conv: nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
         gg = grouped_grad(conv, g[s : s + step])
         torch.matmul(gg, u.transpose(-1, -2), out=flat[s : s + step])
     return out
+
+
+def spatial_abs_sum(conv: nn.Conv2d, xp: Tensor, g: Tensor) -> Tensor:
+    """Σ_b Σ_entries |Σ_{x,y} d|: the per-example weight gradients' absolute sum (chunked over b)."""
+    b = xp.shape[0]
+    per_example = (
+        conv.weight.numel() + conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * g[0, 0].numel()
+    )
+    step = max(1, CHUNK_ELEMENTS // max(per_example, 1))
+    total = torch.zeros((), dtype=torch.float64, device=g.device)
+    for s in range(0, b, step):
+        u = unfold_grouped(conv, xp[s : s + step])
+        gg = grouped_grad(conv, g[s : s + step])
+        total += torch.matmul(gg, u.transpose(-1, -2)).abs().sum(dtype=torch.float64)
+    return total
+
+
+def batch_abs_sum(conv: nn.Conv2d, xp: Tensor, g: Tensor) -> Tensor:
+    """Σ_{x,y} Σ_entries |Σ_b d|: per output position, the batch-summed outer product (chunked over positions)."""
+    u = unfold_grouped(conv, xp)  # [B, G, Cg·k·k, L]
+    gg = grouped_grad(conv, g)  # [B, G, Og, L]
+    length = u.shape[-1]
+    per_position = conv.weight.numel() + (u.shape[0] * (u.shape[1] * u.shape[2] + conv.out_channels))
+    step = max(1, CHUNK_ELEMENTS // max(per_position, 1))
+    total = torch.zeros((), dtype=torch.float64, device=g.device)
+    for s in range(0, length, step):
+        a = gg[..., s : s + step].permute(1, 3, 2, 0)  # [G, l, Og, B]
+        c = u[..., s : s + step].permute(1, 3, 0, 2)  # [G, l, B, Cg·k·k]
+        total += torch.matmul(a, c).abs().sum(dtype=torch.float64)
+    return total

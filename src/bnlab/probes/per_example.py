@@ -9,8 +9,8 @@
 - `eval`: running statistics (eval mode). Same cost as `frozen`.
 Without norm layers the three modes agree.
 
-`frozen` and `eval` support torch `_BatchNorm` subclasses (bnlab's batch norms are such subclasses) and norms
-that act per example (GroupNorm, LayerNorm, InstanceNorm without running stats). Any other module that
+`frozen` and `eval` support torch `_BatchNorm` subclasses, bnlab's batch renorm and frozen batch norm (ghost
+batch norm: `eval` only), and norms that act per example (GroupNorm, LayerNorm, InstanceNorm without running stats). Any other module that
 still mixes examples is detected (its output on two examples differs from the full batch) and raises a
 UserError naming it: use `coupled` for such models.
 """
@@ -109,24 +109,44 @@ def _coupled(
 
 
 def _freeze_hooks(model: nn.Module) -> list:
-    """Pre-hooks writing each BN's batch mean and biased variance into its running buffers (restored by
-    `guard`), so eval-mode BN normalizes with the batch statistics as constants."""
+    """Pre-hooks writing the statistics each BN normalizes with in training mode, computed on this batch,
+    into its running buffers (restored by `guard`), so eval-mode BN uses them as constants.
+
+    Plain BN: batch mean and biased variance. bnlab's batch renorm: the effective (μ_B − dσ_B/r,
+    (σ_B/r)² − eps) with its r, d. bnlab's frozen batch norm: left as is (it uses running statistics
+    anyway). Ghost batch norm (per-chunk statistics) is not representable: error."""
+    from bnlab.nn import norms  # bnlab's own BN subclasses, by type
+
     handles = []
     for name, m in model.named_modules():
-        if isinstance(m, _BatchNorm):
-            if m.running_mean is None or m.running_var is None:
-                raise UserError(
-                    f"{name} has no running statistics (track_running_stats=False); use mode='coupled'"
-                )
+        if not isinstance(m, _BatchNorm) or isinstance(m, (norms.FrozenBatchNorm1d, norms.FrozenBatchNorm2d)):
+            continue
+        if isinstance(m, (norms.GhostBatchNorm1d, norms.GhostBatchNorm2d)):
+            raise UserError(
+                f"{name} is a ghost batch norm (per-chunk statistics); use mode 'coupled' or 'eval'"
+            )
+        if m.running_mean is None or m.running_var is None:
+            raise UserError(
+                f"{name} has no running statistics (track_running_stats=False); use mode='coupled'"
+            )
+        renorm = isinstance(m, (norms.BatchRenorm1d, norms.BatchRenorm2d))
 
-            def pre(mod: _BatchNorm, args: tuple) -> None:
-                x = args[0].detach()
-                dims = [d for d in range(x.dim()) if d != 1]
-                with torch.no_grad():
-                    mod.running_mean.copy_(x.mean(dims))
-                    mod.running_var.copy_(x.var(dims, correction=0))
+        def pre(mod: _BatchNorm, args: tuple, renorm: bool = renorm) -> None:
+            x = args[0].detach()
+            dims = [d for d in range(x.dim()) if d != 1]
+            mean, var = x.mean(dims), x.var(dims, correction=0)
+            with torch.no_grad():
+                if renorm:
+                    r_max, d_max = mod.clip_limits(int(mod.num_batches_tracked))
+                    sigma_b = torch.sqrt(var + mod.eps)
+                    sigma = torch.sqrt(mod.running_var + mod.eps)
+                    r = (sigma_b / sigma).clamp(1.0 / r_max, r_max)
+                    d = ((mean - mod.running_mean) / sigma).clamp(-d_max, d_max)
+                    mean, var = mean - d * sigma_b / r, (sigma_b / r) ** 2 - mod.eps
+                mod.running_mean.copy_(mean)
+                mod.running_var.copy_(var)
 
-            handles.append(m.register_forward_pre_hook(pre))
+        handles.append(m.register_forward_pre_hook(pre))
     return handles
 
 
