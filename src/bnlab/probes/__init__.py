@@ -5,7 +5,8 @@ gradient_histogram, activation_moments, output_bias, kernel_alignment, gradient_
 gradient_variance. Per-example gradients: `bnlab.probes.per_example.per_example_gradients`.
 """
 
-from bnlab.probes import activations, alignment, gradients, output  # noqa: F401  (registers the probes)
+# importing the probe modules registers their probes (batch probes at init; data probes of training dynamics)
+from bnlab.probes import activations, alignment, gradients, hessian, noise, output, step_size  # noqa: F401
 from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
 from bnlab.probes.result import ProbeResult
