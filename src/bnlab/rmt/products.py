@@ -100,7 +100,14 @@ def _standardize_rows(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray
 
 
 def normalized_product_spectrum(
-    n: int, m: int, batch: int | None = None, dist: str = "gaussian", seed: int = 0, eps: float = 0.0
+    n: int,
+    m: int,
+    batch: int | None = None,
+    dist: str = "gaussian",
+    seed: int = 0,
+    eps: float = 0.0,
+    *,
+    matrices: bool = False,
 ) -> dict[str, np.ndarray]:
     """The BN analogue of a product: standardize every coordinate over the batch after each factor.
 
@@ -113,7 +120,7 @@ def normalized_product_spectrum(
       product         P               (the rescaled factors)
       plain           W_m ... W_1     (same factors, no normalization)
       input           X_0 / sqrt(B)
-    and `scales` (m, n): the D_l.
+    and `scales` (m, n): the D_l. matrices=True adds X0, Xm and P themselves.
     """
     _check_pos("m", m)
     batch = 2 * n if batch is None else batch
@@ -133,13 +140,16 @@ def normalized_product_spectrum(
         p = (w[layer] / sd[:, None]) @ p
         plain = w[layer] @ plain
     sv = lambda a: np.linalg.svd(a, compute_uv=False)  # noqa: E731
-    return {
+    out = {
         "representation": sv(x / np.sqrt(batch)),
         "product": sv(p),
         "plain": sv(plain),
         "input": sv(x0 / np.sqrt(batch)),
         "scales": scales,
     }
+    if matrices:
+        out.update(X0=x0, Xm=x, P=p)
+    return out
 
 
 class _Stream:

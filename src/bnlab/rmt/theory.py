@@ -10,18 +10,20 @@ phi in (0, pi/(m+1)) by
 m = 1 is Marchenko-Pastur (square case). The k-th moment is the Fuss-Catalan number
 C((m+1)k, k) / (mk + 1).
 
-Numerics: x(phi) decreases from the edge (phi -> 0) to 0 (phi -> pi/(m+1)). We solve for
-psi = pi/(m+1) - phi, the distance to the hard edge at x = 0, using the identities
-sin((m+1) phi) = sin((m+1) psi) and sin(m phi) = sin(pi/(m+1) + m psi), so that tiny x (where the
-density diverges like x^(-m/(m+1))) keeps full relative precision. The root is found by bisection in
-ln psi on ln x, which is monotone, to the resolution of float64.
+Numerics: x(phi) decreases from the edge (phi -> 0) to 0 (phi -> pi/(m+1)). We solve for the smaller
+of phi and psi = pi/(m+1) - phi, by bisection in its logarithm on ln x (monotone), and evaluate the
+sines in forms without cancellation (sin((m+1) phi) = sin((m+1) psi), sin(m phi) = sin(pi/(m+1) + m psi)),
+so that both tiny x (where the density diverges like x^(-m/(m+1))) and x next to the edge keep full
+relative precision.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+from scipy.special import zeta
 from numpy.typing import ArrayLike
 
 from bnlab.errors import UserError
@@ -52,67 +54,129 @@ def fuss_catalan(m: int, k: int) -> int:
     return math.comb((m + 1) * k, k) // (m * k + 1)
 
 
-def _log_x_of_psi(psi: np.ndarray, m: int) -> np.ndarray:
-    """ln x as a function of psi = pi/(m+1) - phi (increasing in psi)."""
+def _sines(phi: np.ndarray, psi: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sin(phi), sin(m phi), sin((m+1) phi), each from the form whose argument keeps full precision.
+
+    phi + psi = pi/(m+1). Near the hard edge (psi small) sin((m+1) phi) = sin((m+1) psi) and
+    sin(m phi) = sin(pi/(m+1) + m psi); near the soft edge (phi small) the phi forms are exact.
+    """
     a = np.pi / (m + 1)
-    return (m + 1) * np.log(np.sin((m + 1) * psi)) - np.log(np.sin(a - psi)) - m * np.log(np.sin(a + m * psi))
+    near_zero = psi <= a / 2
+    s1 = np.sin(phi)
+    sm = np.where(near_zero, np.sin(a + m * psi), np.sin(m * phi))
+    sm1 = np.where(near_zero, np.sin((m + 1) * psi), np.sin((m + 1) * phi))
+    return s1, sm, sm1
+
+
+def _log_x(phi: np.ndarray, psi: np.ndarray, m: int) -> np.ndarray:
+    s1, sm, sm1 = _sines(phi, psi, m)
+    return (m + 1) * np.log(sm1) - np.log(s1) - m * np.log(sm)
 
 
 def theorem1_phi(x: ArrayLike, m: int) -> np.ndarray:
     """The parameter phi in (0, pi/(m+1)) with x(phi) = x, for x in (0, edge); NaN outside."""
     m = _check_m(m)
-    xs = np.asarray(x, dtype=float)
-    psi = _solve_psi(xs, m)
-    return np.pi / (m + 1) - psi
+    return _solve(np.asarray(x, dtype=float), m)[0]
 
 
-def _solve_psi(xs: np.ndarray, m: int) -> np.ndarray:
+def _bisect(
+    target: np.ndarray, lo: np.ndarray, hi: np.ndarray, f: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Root of the increasing function f(s) = target in [lo, hi], by 80 halvings (below float64 spacing)."""
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        up = f(mid) > target
+        hi = np.where(up, mid, hi)
+        lo = np.where(up, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _solve(xs: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(phi, psi = pi/(m+1) - phi) with x(phi) = xs, both to full relative precision; NaN outside (0, edge).
+
+    x is split at x(a/2): on the hard-edge side we bisect in ln psi, on the soft-edge side in ln phi, so
+    the small one of the two angles is the unknown and the other is formed without cancellation.
+    """
     a = np.pi / (m + 1)
     edge = theorem1_edge(m)
     flat = xs.reshape(-1)
-    inside = (flat > 0) & (flat < edge)
-    out = np.full(flat.shape, np.nan)
-    if not inside.any():
-        return out.reshape(xs.shape)
-    target = np.log(flat[inside])
-    # Bracket in s = ln psi. Near psi = 0, x ~ ((m+1) psi)^(m+1) / c with c = sin^(m+1)(a) <= 1, so
-    # psi_lo below exp(ln x / (m+1)) / (m+1) times a safety factor has x(psi_lo) < x.
-    hi = np.full(target.shape, math.log(a))
-    lo = target / (m + 1) - math.log(m + 1) - 2.0
-    bad = _log_x_of_psi(np.exp(lo), m) > target
-    while bad.any():  # never taken in practice; kept so the bracket is guaranteed
-        lo[bad] -= 5.0
-        bad = _log_x_of_psi(np.exp(lo), m) > target
-    # 80 halvings shrink a bracket of width <= ~(ln(1/x)/(m+1) + 5) below float64 spacing of ln psi.
-    for _ in range(80):
-        mid = 0.5 * (lo + hi)
-        up = _log_x_of_psi(np.exp(mid), m) > target
-        hi = np.where(up, mid, hi)
-        lo = np.where(up, lo, mid)
-    out[inside] = np.exp(0.5 * (lo + hi))
-    return out.reshape(xs.shape)
+    phi = np.full(flat.shape, np.nan)
+    psi = np.full(flat.shape, np.nan)
+    half = np.array([a / 2])
+    ln_mid = float(_log_x(half, half, m)[0])
+    ln_x = np.log(np.where((flat > 0) & (flat < edge), flat, np.nan))
+    low = ln_x <= ln_mid  # hard-edge side: psi <= a/2
+    high = ln_x > ln_mid  # soft-edge side: phi < a/2
+    if low.any():
+        t = ln_x[low]
+        # Near psi = 0, x ~ ((m+1) psi)^(m+1) / sin^(m+1)(a), and sin(a) <= 1, so this psi is low enough.
+        lo = t / (m + 1) - np.log(m + 1) - 2.0
+
+        def f_low(s: np.ndarray) -> np.ndarray:
+            p = np.exp(s)
+            return _log_x(a - p, p, m)
+
+        bad = f_low(lo) > t
+        while bad.any():  # never taken in practice; keeps the bracket guaranteed
+            lo[bad] -= 5.0
+            bad = f_low(lo) > t
+        p = np.exp(_bisect(t, lo, np.full(t.shape, np.log(a / 2)), f_low))
+        psi[low], phi[low] = p, a - p
+    if high.any():
+        # -ln(x/edge) > 0, formed without rounding of x - edge (Sterbenz: exact for x near edge)
+        t = -np.log1p((flat[high] - edge) / edge)
+        # _soft_gap(phi) = -ln(x(phi)/edge) is increasing in phi and ~ c phi^2 with c <= (m+1)^3 / 6
+        # (leading series term), so phi_lo below sqrt(t / (m+1)^3) / 2 is low enough.
+        lo = 0.5 * np.log(np.maximum(t, 1e-300)) - 1.5 * np.log(m + 1) - np.log(2.0)
+
+        def f_high(s: np.ndarray) -> np.ndarray:
+            return _soft_gap(np.exp(s), m)
+
+        bad = f_high(lo) > t
+        while bad.any():
+            lo[bad] -= 5.0
+            bad = f_high(lo) > t
+        p = np.exp(_bisect(t, lo, np.full(t.shape, np.log(a / 2)), f_high))
+        phi[high], psi[high] = p, a - p
+    return phi.reshape(xs.shape), psi.reshape(xs.shape)
 
 
-def _rho_of_psi(psi: np.ndarray, m: int) -> np.ndarray:
-    a = np.pi / (m + 1)
-    s_phi = np.sin(a - psi)
-    s_m = np.sin(a + m * psi)  # = sin(m phi)
-    s_m1 = np.sin((m + 1) * psi)  # = sin((m+1) phi)
-    return s_phi**2 * s_m ** (m - 1) / (np.pi * s_m1**m)
+# ln(sin z / z) = -sum_j zeta(2j) z^(2j) / (j pi^(2j)): 30 terms reach 1e-17 for z <= pi/2.
+_SERIES_J = np.arange(1, 31)
+_SERIES_C = zeta(2.0 * _SERIES_J) / (_SERIES_J * np.pi ** (2.0 * _SERIES_J))
+
+
+def _soft_gap(phi: np.ndarray, m: int) -> np.ndarray:
+    """-ln(x(phi) / edge) for phi <= pi/(2(m+1)), as a series of positive terms (no cancellation).
+
+    ln x - ln edge = (m+1) ln sinc((m+1)phi) - ln sinc(phi) - m ln sinc(m phi) with sinc z = sin z / z.
+    """
+    j = _SERIES_J
+    weights = _SERIES_C * ((m + 1.0) ** (2 * j + 1) - 1.0 - float(m) ** (2 * j + 1))
+    z = phi**2
+    acc = np.zeros_like(z)
+    for w in weights[::-1]:  # Horner in phi^2
+        acc = (acc + w) * z
+    return acc
+
+
+def _rho(phi: np.ndarray, psi: np.ndarray, m: int) -> np.ndarray:
+    s1, sm, sm1 = _sines(phi, psi, m)
+    return s1**2 * sm ** (m - 1) / (np.pi * sm1**m)
 
 
 def theorem1_density(x: ArrayLike, m: int) -> np.ndarray:
     """Density of the squared singular values of a product of m Gaussian N x N matrices (var 1/N), N -> inf.
 
     Vectorized over x. Support is (0, theorem1_edge(m)); outside it (end points included) the value is 0.
-    At x -> 0 the density diverges like x^(-m/(m+1)).
+    At x -> 0 the density diverges like x^(-m/(m+1)); at the edge it vanishes like sqrt(edge - x).
     """
     m = _check_m(m)
     xs = np.asarray(x, dtype=float)
-    psi = _solve_psi(xs, m)
+    phi, psi = _solve(xs, m)
     rho = np.zeros(xs.shape)
-    ok = ~np.isnan(psi)
-    rho[ok] = _rho_of_psi(psi[ok], m)
+    ok = ~np.isnan(phi)
+    rho[ok] = _rho(phi[ok], psi[ok], m)
     return rho
 
 
@@ -145,7 +209,7 @@ def theorem1_cdf(x: ArrayLike, m: int) -> np.ndarray:
     out = np.where(flat <= 0, 0.0, 1.0)
     inside = (flat > 0) & (flat < theorem1_edge(m))
     if inside.any():
-        psi = _solve_psi(flat[inside], m)  # integrate phi from pi/(m+1) - psi to pi/(m+1)
+        psi = _solve(flat[inside], m)[1]  # integrate phi from pi/(m+1) - psi to pi/(m+1)
         a = np.pi / (m + 1)
         nodes = a - psi[:, None] * 0.5 * (1.0 + _GL_NODES[None, :])
         vals = _mass_integrand(nodes, m)
