@@ -12,3 +12,4 @@ from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
 from bnlab.probes.result import ProbeResult
 
 __all__ = ["PROBES", "PROBE_KIND", "ProbeResult", "per_example_gradients", "register_probe"]
+from bnlab.probes import diverging, geometry  # noqa: E402, F401  (more training-dynamics probe modules)
