@@ -1,0 +1,210 @@
+"""Figures of the training-dynamics probes: tables and arrays in (as `load_probes()` returns them), a
+matplotlib Figure out. No torch, no pyplot state: each function builds its own Figure.
+
+- `step_size_curves`   Fig. 3: relative minibatch loss r(η) against the step size, log-log.
+- `channel_heatmaps`   Fig. 4: channel × % of the diverging step, |mean| and variance, log colour.
+- `noise_vs_scale`     E2: measured SGD noise against α²/|B|, with the per-example bound.
+- `lambda_lr_figure`   lr·λ_max against the stability limit 2(1+β).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+
+from bnlab.errors import UserError
+
+LONG = ("probe", "layer", "paper_layer", "metric", "value", "se")
+
+
+def _need(table: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise UserError(f"{what} needs table columns {missing}; pass the probe's rows (load_probes)")
+
+
+def _groups(table: pd.DataFrame, column: str | None) -> list[tuple[object, pd.DataFrame]]:
+    if column is None or column not in table.columns:
+        return [(None, table)]
+    return [(k, g) for k, g in table.groupby(column, sort=True, dropna=False)]
+
+
+def _wide(table: pd.DataFrame, probe: str) -> pd.DataFrame:
+    """One row per measurement (probe rows sharing every non-metric column), one column per metric."""
+    _need(table, ["metric", "value"], probe)
+    t = table[table["probe"] == probe] if "probe" in table.columns else table
+    if t.empty:
+        raise UserError(f"the table has no {probe} rows")
+    ids = [c for c in t.columns if c not in LONG]
+    if not ids:
+        return pd.DataFrame([dict(zip(t["metric"], t["value"]))])
+    wide = t.pivot_table(index=ids, columns="metric", values="value", aggfunc="first", dropna=False)
+    if "se" in t.columns:
+        se = t.pivot_table(index=ids, columns="metric", values="se", aggfunc="first", dropna=False)
+        wide = wide.join(se.add_suffix("_se"))
+    return wide.reset_index()
+
+
+def _note(fig: Figure, note: str | None) -> None:
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
+
+
+def step_size_curves(
+    table: pd.DataFrame,
+    *,
+    panel: str | None = "label",
+    hue: str | None = "step",
+    direction: str = "gradient",
+    note: str | None = None,
+) -> Figure:
+    """Fig. 3: r(η) = L_B(θ − ηg)/L_B(θ) per panel (e.g. BN / no BN), one line per `hue` (e.g. minibatch t).
+
+    table: step_size_scan rows (columns metric, value, eta, direction, plus panel/hue columns if given).
+    Infinite or NaN ratios (overflowed losses) are left out of the lines and counted in the legend.
+    """
+    _need(table, ["metric", "value", "eta"], "step_size_curves")
+    t = table[table["metric"] == "ratio"]
+    if "direction" in t.columns:
+        t = t[t["direction"] == direction]
+    if t.empty:
+        raise UserError(f"no step_size_scan ratio rows for direction {direction!r}")
+    panels = _groups(t, panel)
+    fig = Figure(figsize=(4.2 * len(panels), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (pkey, pt) in zip(axes, panels):
+        for hkey, ht in _groups(pt, hue):
+            ht = ht.sort_values("eta")
+            ok = np.isfinite(ht["value"].to_numpy()) & (ht["value"].to_numpy() > 0)
+            label = "" if hkey is None else f"{hue} {hkey}"
+            if (~ok).any():
+                label += f" ({int((~ok).sum())} overflowed)"
+            ax.plot(ht["eta"][ok], ht["value"][ok], marker=".", label=label.strip() or None)
+        ax.axhline(1.0, color="0.5", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step size η")
+        ax.set_ylabel("L_B(θ − ηd) / L_B(θ)")
+        ax.set_title(f"{direction}" if pkey is None else f"{pkey} ({direction})")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    _note(fig, note)
+    return fig
+
+
+def channel_heatmaps(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    layers: Sequence[str] | None = None,
+    titles: Mapping[str, str] | None = None,
+    note: str | None = None,
+) -> Figure:
+    """Fig. 4: for each layer, |channel mean| (top) and channel variance (bottom) as heatmaps, x = channel,
+    y = % of the step (s·100), log colour scale. arrays: diverging_step's `s`, `mean/<layer>`, `var/<layer>`
+    ([grid, channels]). Exact zeros (dead channels) are left blank on the log scale."""
+    if "s" not in arrays:
+        raise UserError("channel_heatmaps needs diverging_step arrays: 's', 'mean/<layer>', 'var/<layer>'")
+    names = list(layers) if layers is not None else [k[5:] for k in arrays if k.startswith("mean/")]
+    missing = [n for n in names if f"mean/{n}" not in arrays or f"var/{n}" not in arrays]
+    if not names or missing:
+        raise UserError(
+            f"no mean/var arrays for layers {missing or names}; pick from the diverging_step arrays"
+        )
+    pct = np.asarray(arrays["s"], dtype=float) * 100
+    fig = Figure(figsize=(3.6 * len(names), 6.0), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False)
+    for j, n in enumerate(names):
+        for i, (key, label) in enumerate((("mean", "|channel mean|"), ("var", "channel variance"))):
+            data = np.abs(np.asarray(arrays[f"{key}/{n}"], dtype=float))
+            positive = data[np.isfinite(data) & (data > 0)]
+            ax = axes[i, j]
+            if positive.size == 0:
+                ax.text(0.5, 0.5, "all zero", ha="center", va="center", transform=ax.transAxes)
+            else:
+                masked = np.ma.masked_where(~np.isfinite(data) | (data <= 0), data)
+                c = data.shape[1]
+                im = ax.imshow(
+                    masked,
+                    aspect="auto",
+                    origin="lower",
+                    interpolation="nearest",
+                    norm=LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * (1 + 1e-12))),
+                    extent=(-0.5, c - 0.5, pct[0], pct[-1]),
+                )
+                fig.colorbar(im, ax=ax, label=label)
+            ax.set_xlabel("channel")
+            ax.set_ylabel("% of step")
+            ax.set_title((titles or {}).get(n, n) if i == 0 else "")
+    _note(fig, note)
+    return fig
+
+
+def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str | None = None) -> Figure:
+    """E2: measured noise E‖α(g_B − g)‖² against α²/|B| (error bars: standard errors), and the per-example
+    bound α²C/|B| where measured ("no-BN, or frozen/eval statistics only"), log-log, one colour per `hue`.
+
+    table: sgd_noise rows of one or many runs/steps (the columns that tell measurements apart, e.g.
+    run_id and step, are kept as they are)."""
+    wide = _wide(table, "sgd_noise")
+    _need(wide, ["alpha_sq_over_b", "noise"], "noise_vs_scale")
+    fig = Figure(figsize=(4.8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for key, g in _groups(wide, hue):
+        g = g.sort_values("alpha_sq_over_b")
+        name = "" if key is None else f"{key} "
+        err = g["noise_se"] if "noise_se" in g.columns else None
+        line = ax.errorbar(
+            g["alpha_sq_over_b"], g["noise"], yerr=err, fmt="o-", ms=4, label=f"{name}measured"
+        )
+        if "bound" in g.columns and g["bound"].notna().any():
+            ax.plot(
+                g["alpha_sq_over_b"],
+                g["bound"],
+                ls="--",
+                marker="x",
+                color=line[0].get_color(),
+                label=f"{name}α²C/|B| (no-BN, or frozen/eval statistics only)",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("α² / |B|")
+    ax.set_ylabel("E‖α(g_B − g)‖²")
+    ax.legend(fontsize=7)
+    _note(fig, note)
+    return fig
+
+
+def lambda_lr_figure(
+    table: pd.DataFrame, *, x: str = "step", hue: str | None = "label", note: str | None = None
+) -> Figure:
+    """lr·λ_max (hessian_top_eig) against `x` (e.g. step), log y, with the stability limit 2(1+β) of each
+    momentum in the data as a horizontal line: above it SGD with momentum β is unstable on a quadratic."""
+    wide = _wide(table, "hessian_top_eig")
+    _need(wide, ["lambda_lr", "limit"], "lambda_lr_figure")
+    if x not in wide.columns:
+        raise UserError(f"lambda_lr_figure: column {x!r} not in the hessian_top_eig rows; pass x=")
+    fig = Figure(figsize=(4.8, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for key, g in _groups(wide, hue):
+        g = g[g["lambda_lr"] > 0].sort_values(x)  # a log axis: a non-positive top eigenvalue is left out
+        ax.plot(g[x], g["lambda_lr"], marker="o", ms=4, label=None if key is None else str(key))
+    for limit in sorted(set(wide["limit"].dropna())):
+        ax.axhline(limit, color="0.3", ls="--", lw=0.9)
+        ax.annotate(
+            f"stability limit {limit:g}",
+            (0.01, limit),
+            xycoords=("axes fraction", "data"),
+            fontsize=7,
+            va="bottom",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("lr · λ_max")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    _note(fig, note)
+    return fig
