@@ -73,6 +73,8 @@ class VGGCifar(nn.Module):
         self.nonlinearity = activation_name
         units: list[nn.Module] = []
         c_in, size = in_channels, image_size
+        if norm == "instance" and use_norms:
+            self._check_instance(image_size, placement)
         for n_convs, w in zip(stage_sizes(depth), STAGE_WIDTHS):
             c_out = w * width
             for _ in range(n_convs):
@@ -91,6 +93,16 @@ class VGGCifar(nn.Module):
             factory(c_in, dim=1, **kw) if use_norms and placement == "final_prefc" else nn.Identity()
         )
         self.fc = nn.Linear(c_in, num_classes)
+
+    @staticmethod
+    def _check_instance(image_size: int, placement: str) -> None:
+        # instance norm needs more than one spatial position; maps shrink 2x per stage (5 stages)
+        smallest = image_size // 2**4 if placement == "all" else image_size // 2**5
+        if placement in ("all", "final_prepool") and smallest <= 1:
+            raise UserError(
+                "instance norm would see 1x1 feature maps in this VGG; use another norm, "
+                "placement, or a larger image_size"
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.prefc_norm(self.pool(self.final_norm(self.features(x)))))

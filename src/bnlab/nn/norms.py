@@ -185,7 +185,8 @@ class _GhostBatchMixin:
     be smaller) and each chunk is normalized with its own mean and biased variance. The running
     statistics are updated once per forward (one optimizer step, as for batch norm) with the average
     over chunks of the chunk means and unbiased chunk variances. With `virtual_batch` >= the batch
-    this is batch norm. Eval mode uses the running statistics.
+    this is batch norm. A last chunk of a single (B, C) example joins the previous chunk. Eval mode
+    uses the running statistics.
     """
 
     virtual_batch: int
@@ -195,7 +196,10 @@ class _GhostBatchMixin:
         bn._check_input_dim(x)
         if not bn.training:
             return _BatchNorm.forward(bn, x)
-        chunks = torch.split(x, self.virtual_batch, dim=0)
+        sizes = [min(self.virtual_batch, x.shape[0] - a) for a in range(0, x.shape[0], self.virtual_batch)]
+        if len(sizes) > 1 and sizes[-1] * x[0, 0].numel() == 1:  # one value per channel has no variance:
+            sizes[-2:] = [sizes[-2] + sizes[-1]]  # the last example joins the previous virtual batch
+        chunks = torch.split(x, sizes, dim=0)
         outs, means, vars_ = [], [], []
         dims = _reduce_dims(x)
         for c in chunks:
