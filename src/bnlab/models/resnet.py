@@ -159,6 +159,10 @@ class PreActBlock(ResidualBlock):
 class ResNetCifar(nn.Module):
     """CIFAR ResNet of depth 6n+2 (see the module docstring for options and module names)."""
 
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+
     def __init__(
         self,
         *,

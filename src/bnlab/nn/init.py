@@ -37,15 +37,16 @@ from bnlab.errors import UserError
 from bnlab.registry import Registry
 
 INITS: Registry[Callable[..., None]] = Registry("init")
+Layer = nn.Conv2d | nn.Linear  # what an init receives
 
 
-def _zero_bias(layer: nn.Module) -> None:
-    if getattr(layer, "bias", None) is not None:
+def _zero_bias(layer: Layer) -> None:
+    if layer.bias is not None:
         nn.init.zeros_(layer.bias)
 
 
 @INITS.register("kaiming_fan_in")
-def kaiming_fan_in(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
+def kaiming_fan_in(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """He et al. 2015: normal, std gain / sqrt(fan_in); bias 0."""
     fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
     with torch.no_grad():
@@ -54,7 +55,7 @@ def kaiming_fan_in(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
 
 
 @INITS.register("kaiming_fan_out")
-def kaiming_fan_out(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
+def kaiming_fan_out(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """He et al. 2015, fan-out mode: normal, std gain / sqrt(fan_out); bias 0."""
     _, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
     with torch.no_grad():
@@ -63,14 +64,14 @@ def kaiming_fan_out(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
 
 
 @INITS.register("xavier")
-def xavier(layer: nn.Module, *, gain: float = 1.0) -> None:
+def xavier(layer: Layer, *, gain: float = 1.0) -> None:
     """Glorot & Bengio 2010: uniform with variance 2 / (fan_in + fan_out) (gain 1 always); bias 0."""
     nn.init.xavier_uniform_(layer.weight, gain=1.0)
     _zero_bias(layer)
 
 
 @INITS.register("orthogonal")
-def orthogonal(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
+def orthogonal(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """Saxe et al. 2014: the weight as a (c_out, c_in*k*k) matrix is gain x (semi-)orthogonal; bias 0."""
     nn.init.orthogonal_(layer.weight, gain=gain)
     _zero_bias(layer)
@@ -87,21 +88,22 @@ def delta_orthogonal_(weight: Tensor, gain: float = 1.0) -> Tensor:
         raise UserError(f"delta_orthogonal needs odd kernel sizes, got {tuple(ks)}; choose another conv init")
     centre = torch.empty(c_out, c_in, dtype=weight.dtype, device=weight.device)
     nn.init.orthogonal_(centre, gain=gain)
+    index: Any = (slice(None), slice(None), *(k // 2 for k in ks))
     with torch.no_grad():
         weight.zero_()
-        weight[(slice(None), slice(None), *(k // 2 for k in ks))] = centre
+        weight[index] = centre
     return weight
 
 
 @INITS.register("delta_orthogonal")
-def delta_orthogonal(layer: nn.Module, *, gain: float = math.sqrt(2.0)) -> None:
+def delta_orthogonal(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """Xiao et al. 2018: zero kernel with a gain x (semi-)orthogonal centre; on a Linear = orthogonal; bias 0."""
     delta_orthogonal_(layer.weight, gain=gain)
     _zero_bias(layer)
 
 
 @INITS.register("default")
-def default(layer: nn.Module, *, gain: float = 1.0) -> None:
+def default(layer: Layer, *, gain: float = 1.0) -> None:
     """The layer's own reset_parameters() (PyTorch's default: uniform +-1/sqrt(fan_in), weight and bias)."""
     layer.reset_parameters()
 
@@ -110,7 +112,7 @@ def _gain(model: nn.Module) -> float:
     nonlinearity = getattr(model, "nonlinearity", "relu")
     if nonlinearity not in ("relu", "linear"):
         raise UserError(f"model nonlinearity {nonlinearity!r} has no init gain; use relu or linear")
-    return nn.init.calculate_gain(nonlinearity)
+    return math.sqrt(2.0) if nonlinearity == "relu" else 1.0  # torch.nn.init.calculate_gain's values
 
 
 def _cfg_dict(init_cfg: Any) -> dict[str, Any]:
@@ -150,8 +152,9 @@ def init_model(model: nn.Module, init_cfg: Mapping[str, Any] | Any | None = None
         zeroed = 0
         for b in blocks:
             norm = b.branch_last_norm()
-            if norm is not None and getattr(norm, "weight", None) is not None:
-                nn.init.zeros_(norm.weight)
+            weight = getattr(norm, "weight", None)
+            if isinstance(weight, torch.Tensor):
+                nn.init.zeros_(weight)
                 zeroed += 1
         if zeroed == 0:
             raise UserError(
