@@ -38,11 +38,13 @@ def trial_stability(
     """
     if len(rest) == 2:
         first, last_mean, diverged = losses, rest[0], rest[1]
+        if isinstance(first, Sequence):
+            raise TypeError("the three-argument form takes (first_loss, last_mean_loss, diverged)")
         return _rule(
             None if first is None else float(first),
             None if last_mean is None else float(last_mean),
             bool(diverged),
-        )  # type: ignore[arg-type]
+        )
     if len(rest) != 1 or not isinstance(losses, Sequence):
         raise TypeError(
             "call trial_stability(losses, diverged) or trial_stability(first_loss, last_mean_loss, diverged)"

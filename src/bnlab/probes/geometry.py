@@ -173,14 +173,14 @@ def gradient_geometry(
                 "scale_invariant": float(inv < invariance_tol),
                 "effective_lr": lr / wn**2 if lr is not None and wn > 0 else float("nan"),
             }
-            for m, v in per_w.items():
-                rows.append({**common, "metric": m, "value": v})
+            for m, val in per_w.items():
+                rows.append({**common, "metric": m, "value": val})
             for dname, d in dirs.items():
-                v = d[pname].double()
-                coef = float((v * w).sum()) / wn**2
+                vec = d[pname].double()
+                coef = float((vec * w).sum()) / wn**2
                 radial = abs(coef) * wn
-                tangential = float((v - coef * w).norm())
-                vn = float(v.norm())
+                tangential = float((vec - coef * w).norm())
+                vn = float(vec.norm())
                 for m, val in (
                     ("radial", radial),
                     ("tangential", tangential),
