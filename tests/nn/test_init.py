@@ -228,3 +228,15 @@ def test_init_model_accepts_config_objects():
     init_model(m, None)
     with pytest.raises(UserError):
         init_model(m, {"conv": "nope"})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("norm", ["batch", "batch_renorm", "ghost_batch", "frozen_batch", "group", "none"])
+def test_models_and_balanced_bias_on_cuda(norm):
+    torch.manual_seed(0)
+    model = bnlab.build_model(depth=8, norm=norm).cuda()
+    x = _images(64, 1).cuda()
+    model(x).logsumexp(1).sum().backward()
+    res = balance_output_bias(model, x)
+    assert res["gap"] < 1e-3

@@ -234,9 +234,10 @@ def _solve_bias(h: Tensor, b: Tensor, tol: float, max_steps: int) -> tuple[Tenso
         grad = mean_p - 1.0 / k
         if float(grad.abs().max()) < tol:
             return b, step
-        hess = torch.diag(mean_p) - p.T @ p / h.shape[0] + torch.ones(k, k, dtype=h.dtype) / k
+        ones = torch.ones(k, k, dtype=h.dtype, device=h.device)
+        hess = torch.diag(mean_p) - p.T @ p / h.shape[0] + ones / k  # + 11^T/k: invertible along 1
         try:
-            newton = -torch.linalg.solve(hess + 1e-12 * torch.eye(k, dtype=h.dtype), grad)
+            newton = -torch.linalg.solve(hess + 1e-12 * torch.eye(k, dtype=h.dtype, device=h.device), grad)
         except RuntimeError:
             newton = None
         f0 = objective(b)
