@@ -102,7 +102,11 @@ def test_measured_noise_meets_the_without_replacement_formula() -> None:
     v, s = values(res), ses(res)
     assert abs(v["grad_var"] - expected) < 4 * s["grad_var"]
     assert abs(v["trace_sigma_micro"] - c_pop * n / (n - 1)) < 4 * s["trace_sigma_micro"] + 0.2 * c_pop
-    assert "C" not in v
+    assert "C" not in v and "bound_wor" not in v
+    res = sgd_noise(
+        model, [(x[i], y[i]) for i in idx[:4]], ctx=ProbeContext(extra={"dataset_size": n}), micro_batch=4
+    )
+    assert values(res)["bound_wor"] == pytest.approx(values(res)["bound"] * (n - b) / (n - 1), rel=1e-12)
 
 
 def test_state_untouched_with_bn() -> None:

@@ -99,7 +99,8 @@ def sgd_noise(
     """SGD noise at θ from K >= 2 minibatches of one size b (module docstring).
 
     alpha: the lr (default ctx.lr, else 1). per_example: coupled | frozen | eval, or None to skip C.
-    dataset_size: N for the without-replacement factor (omitted: the bound_wor row is left out).
+    dataset_size: N for the without-replacement factor (default ctx.extra["dataset_size"]; without one the
+    bound_wor row is left out).
     micro_batch: b_s of the micro-batch estimator (default max(2, b // 4)).
     """
     k = len(batches)
@@ -114,6 +115,8 @@ def sgd_noise(
         raise UserError(f"micro_batch must be between 1 and the batch size - 1 ({b - 1}), got {bs}")
     if per_example is not None and per_example not in MODES:
         raise UserError(f"per_example must be one of {', '.join(MODES)} or None, not {per_example!r}")
+    if dataset_size is None and ctx.extra.get("dataset_size") is not None:
+        dataset_size = int(ctx.extra["dataset_size"])
     if dataset_size is not None and dataset_size < b:
         raise UserError(f"dataset_size ({dataset_size}) must be at least the batch size ({b})")
     a = float(alpha if alpha is not None else (ctx.lr if ctx.lr is not None else 1.0))
