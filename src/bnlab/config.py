@@ -376,6 +376,8 @@ def canonical(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data, without the fields that do not change the result."""
     d = cfg.model_dump(mode="json")
     for path in HASH_EXCLUDE:
+        if path == ("data", "root") and cfg.data.name == "arrays":
+            continue  # for a user's own .npz, data.root is what names the data
         node = d
         for p in path[:-1]:
             node = node.get(p, {})

@@ -123,7 +123,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
         for p in rd.probes.glob("*"):  # and its probe files too (they are rewritten identically)
             p.unlink()
-    rd.set_status("running", step)
+    rd.set_status("running", step, warnings=list(getattr(splits, "notes", [])))
 
     schedules = [(p, p.steps(total)) for p in cfg.probes]
     t0 = time.perf_counter()
