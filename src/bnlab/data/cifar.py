@@ -185,10 +185,32 @@ def _to_nchw(data: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(data.reshape(-1, 3, 32, 32)))  # R, G, B planes, row-major
 
 
+_CACHE: dict[tuple, RawData] = {}  # one dataset kept in memory: a sweep reads the files once
+
+
 def read(name: str, root: str | os.PathLike[str] | None = None) -> RawData:
-    """Read and validate CIFAR `name` from the folder locate(name, root) finds."""
+    """Read and validate CIFAR `name` from the folder locate(name, root) finds.
+
+    The result is cached in-process, keyed by the folder and its files' sizes and mtimes, so the runs of
+    a local sweep share one read (callers never modify RawData's tensors: splits index into copies)."""
     spec = _spec(name)
     folder = locate(name, root)
+    key = (name, str(folder.resolve()), *(_stamp(folder / f) for f in (spec.meta_file, *spec.train_files, spec.test_file)))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = _read_folder(folder, spec)
+    return _CACHE[key]
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _read_folder(folder: Path, spec: CifarSpec) -> RawData:
     names = _read_names(folder / spec.meta_file, spec)
     parts = [_read_batch(folder / f, spec) for f in spec.train_files]
     test_x, test_y = _read_batch(folder / spec.test_file, spec)

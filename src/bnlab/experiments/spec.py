@@ -6,6 +6,7 @@ bnlab/experiments/specs/), expanded under a profile into runs (one resolved Conf
     claim: "..."                # the paper's claim this experiment tests
     base: {model: {...}, ...}   # a config (any Config section)
     grid: {optim.lr: [0.1, 0.003], train.seed: [0, 1]}   # dotted keys -> lists; the runs are the product
+          # "a+b": [[a1, b1], [a2, b2]] is one zipped axis (e.g. each lr with its own epoch budget)
     figures: [lr_curves]        # figure names (bnlab.figures registry)
     profiles:
       smoke: {set: {train.epochs: 0.1}, grid: {train.seed: [0]}, cost_s: 60, tests: "plumbing only"}
@@ -67,7 +68,16 @@ class Spec(BaseModel):
         seen: set[str] = set()
         for values in itertools.product(*(grid[k] for k in keys)) if keys else [()]:
             raw = apply_overrides(self.base, prof.set)
-            raw = apply_overrides(raw, dict(zip(keys, values)))
+            point: dict[str, Any] = {}
+            for k, v in zip(keys, values):
+                if "+" in k:
+                    parts = k.split("+")
+                    if not isinstance(v, list | tuple) or len(v) != len(parts):
+                        raise UserError(f"experiment {self.id}: grid axis {k!r} needs lists of {len(parts)} values")
+                    point.update(zip(parts, v))
+                else:
+                    point[k] = v
+            raw = apply_overrides(raw, point)
             raw = apply_overrides(raw, overrides or [])
             try:
                 cfg = validate(raw)
