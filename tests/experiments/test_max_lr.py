@@ -71,7 +71,7 @@ def test_iters_limits_the_trials() -> None:
 
 
 def test_trial_stability_rule() -> None:
-    assert trial_stability([3.0, 2.0, 1.0], False)
+    assert trial_stability([3.0, 2.0, 1.0], False) and trial_stability(np.array([3.0, 2.0, 1.0]), False)
     assert not trial_stability([3.0, 2.0, 1.0], True)  # diverged
     assert not trial_stability([1.0] + [2.0] * 20, False)
     assert not trial_stability([1.0, float("nan"), 0.5], False)

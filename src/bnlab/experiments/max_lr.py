@@ -11,7 +11,7 @@ stable (the true maximum is above `hi`); `lower_censored` that even `lo` was uns
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bnlab.errors import UserError
@@ -28,7 +28,7 @@ def _rule(first: float | None, last_mean: float | None, diverged: bool) -> bool:
 
 
 def trial_stability(
-    losses: Sequence[float] | float | None, *rest: float | bool | None, window: int = WINDOW
+    losses: Iterable[float] | float | None, *rest: float | bool | None, window: int = WINDOW
 ) -> bool:
     """Stable = not diverged, losses finite, and the mean loss over the last `window` steps below the first
     step's loss.
@@ -38,14 +38,14 @@ def trial_stability(
     """
     if len(rest) == 2:
         first, last_mean, diverged = losses, rest[0], rest[1]
-        if isinstance(first, Sequence):
+        if not (first is None or isinstance(first, (int, float))):
             raise TypeError("the three-argument form takes (first_loss, last_mean_loss, diverged)")
         return _rule(
             None if first is None else float(first),
             None if last_mean is None else float(last_mean),
             bool(diverged),
         )
-    if len(rest) != 1 or not isinstance(losses, Sequence):
+    if len(rest) != 1 or losses is None or isinstance(losses, (int, float)):
         raise TypeError(
             "call trial_stability(losses, diverged) or trial_stability(first_loss, last_mean_loss, diverged)"
         )
