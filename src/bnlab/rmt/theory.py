@@ -23,8 +23,8 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import zeta
 from numpy.typing import ArrayLike
+from scipy.special import zeta
 
 from bnlab.errors import UserError
 
