@@ -23,7 +23,7 @@ from bnlab.store import RunDir, write_probe
 
 
 def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
-    from bnlab.probes.update import diverging_step
+    from bnlab.probes.diverging import diverging_step
     from bnlab.training.loop import build, resolve_device
     from bnlab.training.optim import make_optimizer
     from bnlab.training.schedules import lr_at

@@ -35,7 +35,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 @torch.no_grad()
 def recalibrate_bn(model: nn.Module, dd, batch_size: int, seed: int, batches: int = 20) -> None:
     """Re-estimate BN running statistics as a plain average over `batches` unaugmented train batches."""
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    from bnlab.nn.norms import FrozenBatchNorm1d, FrozenBatchNorm2d
+
+    # frozen_batch never learns statistics: resetting them would lose them for good
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats
+           and not isinstance(m, FrozenBatchNorm1d | FrozenBatchNorm2d)]
     if not bns:
         return
     saved = [m.momentum for m in bns]

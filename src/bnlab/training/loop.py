@@ -100,8 +100,12 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     if cfg.model.init.balanced_output_bias:
         from bnlab.nn.init import balance_output_bias
 
-        cal_x, _ = dd.probe_batches(1, 512, seed=tcfg.seed + 7919)[0]  # calibration batch (train split)
-        balance_output_bias(model, cal_x)
+        cal_x, _ = dd.probe_batches(1, min(512, dd.n_train), seed=tcfg.seed + 7919)[0]  # calibration batch
+        balance = balance_output_bias(model, cal_x)
+        atomic_write_json(rd.path / "balance.json", balance)
+        if balance["gap"] >= 1e-3:
+            rd.add_warning(f"balanced_output_bias reached a gap of {balance['gap']:.2e} (>= 1e-3) on the calibration "
+                           "batch: the logits are too large for a float32 bias to balance")
 
     # --- resume ---------------------------------------------------------------------------------
     step, wall_before = 0, 0.0
