@@ -62,7 +62,10 @@ def test_cdf_matches_quadrature_and_is_monotone():
         k = 2 * (m + 1)
         for x in xs:
             ref, _ = integrate.quad(
-                lambda t: float(theorem1_density(t**k, m)) * k * t ** (k - 1), 0, x ** (1 / k), epsabs=1e-12
+                lambda t, k=k, m=m: float(theorem1_density(t**k, m)) * k * t ** (k - 1),
+                0,
+                x ** (1 / k),
+                epsabs=1e-12,
             )
             assert abs(theorem1_cdf(x, m) - ref) < 1e-8
         grid = np.linspace(-1, edge + 1, 500)
