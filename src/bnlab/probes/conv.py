@@ -85,15 +85,18 @@ def spatial_abs_sum(conv: nn.Conv2d, xp: Tensor, g: Tensor) -> Tensor:
 
 
 def batch_abs_sum(conv: nn.Conv2d, xp: Tensor, g: Tensor) -> Tensor:
-    """Σ_{x,y} Σ_entries |Σ_b d|: per output position, the batch-summed outer product (chunked over positions)."""
+    """Σ_{x,y} Σ_entries |Σ_b d|: per output position l, the batch-summed outer product g[:, :, l]ᵀ U[:, :, l]
+    as one batched matmul [l, O_g, B] @ [l, B, C_g·k·k] per group (chunked over positions)."""
     u = unfold_grouped(conv, xp)  # [B, G, Cg·k·k, L]
     gg = grouped_grad(conv, g)  # [B, G, Og, L]
-    length = u.shape[-1]
-    per_position = conv.weight.numel() + (u.shape[0] * (u.shape[1] * u.shape[2] + conv.out_channels))
+    b, groups, cgkk, length = u.shape
+    og = gg.shape[2]
+    per_position = og * cgkk + b * (cgkk + og)
     step = max(1, CHUNK_ELEMENTS // max(per_position, 1))
     total = torch.zeros((), dtype=torch.float64, device=g.device)
-    for s in range(0, length, step):
-        a = gg[..., s : s + step].permute(1, 3, 2, 0)  # [G, l, Og, B]
-        c = u[..., s : s + step].permute(1, 3, 0, 2)  # [G, l, B, Cg·k·k]
-        total += torch.matmul(a, c).abs().sum(dtype=torch.float64)
+    for grp in range(groups):
+        for s in range(0, length, step):
+            a = gg[:, grp, :, s : s + step].permute(2, 1, 0).contiguous()  # [l, Og, B]
+            c = u[:, grp, :, s : s + step].permute(2, 0, 1).contiguous()  # [l, B, Cg·k·k]
+            total += torch.bmm(a, c).abs().sum(dtype=torch.float64)
     return total
