@@ -98,6 +98,31 @@ def paper_layer_of(name: str, paper: dict[str, int]) -> int | None:
     return min(inside) if inside else None
 
 
+def resolve_paper_layer(model: nn.Module, layer: int, paper: dict[str, int] | None = None) -> str | None:
+    """The module name of paper layer `layer` (the paper's ResNet-110 numbering) in `model`.
+
+    Exact when the model numbers that layer; otherwise mapped by relative depth: through the model's
+    `local_layers()` and `bnlab.models.layers.paper_layer_to_local` for CIFAR ResNets, else to the
+    weighted layer at the same fraction of the model's depth."""
+    paper = paper_layer_map(model) if paper is None else paper
+    exact = [n for n, v in paper.items() if v == layer]
+    if exact:
+        return exact[0]
+    local_fn, depth = getattr(model, "local_layers", None), getattr(model, "depth", None)
+    if callable(local_fn) and isinstance(depth, int) and (depth - 2) % 6 == 0:
+        from bnlab.models.layers import paper_layer_to_local
+
+        loc = paper_layer_to_local(layer, depth)
+        names = [n for n, v in local_fn().items() if v == loc]
+        if names:
+            return names[0]
+    if paper:
+        top = max(paper.values())
+        target = max(1, round(layer / 110 * top))
+        return min(paper, key=lambda n: (abs(paper[n] - target), paper[n]))
+    return None
+
+
 def select_layers(
     model: nn.Module, layers: Iterable[str | int] | None, types: tuple[type[nn.Module], ...]
 ) -> list[tuple[str, nn.Module]]:
@@ -106,7 +131,7 @@ def select_layers(
     if layers is None:
         return found
     paper = paper_layer_map(model)
-    wanted = list(layers)
+    wanted = [resolve_paper_layer(model, w, paper) or w if isinstance(w, int) else w for w in layers]
     out = []
     for n, m in found:
         if n in wanted or (n in paper and paper[n] in wanted):
