@@ -1,0 +1,278 @@
+"""Collect a runs root into report sections: per experiment its runs, figures (PNG/PDF + base64), our numbers
+beside the paper's, the verdict by its rule, environment and the command that regenerates it.
+
+Pure data out (dataclasses); bnlab.report.html and bnlab.report.markdown render them.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import shlex
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import matplotlib.figure
+import matplotlib.style
+import pandas as pd
+import yaml
+
+from bnlab.errors import UserError
+from bnlab.experiments.spec import PROFILES, Spec, all_specs
+from bnlab.figures.report_figures import FIGURES, RunsData
+from bnlab.report.quantities import QUANTITIES
+from bnlab.report.rules import Verdict, evaluate
+from bnlab.store import load_runs
+from bnlab.store.files import read_json
+
+log = logging.getLogger("bnlab.report")
+SMOKE_BANNER = "smoke — plumbing check — not comparable with the paper"
+ENV_KEYS = ("device", "device_name", "python", "torch", "numpy", "bnlab", "cuda", "threads", "git_sha", "git_dirty")
+
+
+def style_path() -> Path:
+    """The one matplotlib style of bnlab's figures."""
+    return Path(str(resources.files("bnlab.report"))) / "style.mplstyle"
+
+
+@cache
+def paper_values() -> dict[str, Any]:
+    """paper_values.yaml: the paper's values with provenance and each experiment's verdict rule."""
+    path = Path(str(resources.files("bnlab.report"))) / "paper_values.yaml"
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(raw, dict) or "experiments" not in raw:
+        raise UserError(f"{path} has no 'experiments' mapping; restore it from the repository")
+    return raw
+
+
+@dataclass
+class FigureOut:
+    name: str
+    description: str
+    png: Path | None = None
+    pdf: Path | None = None
+    data_uri: str | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Row:
+    quantity: str
+    ours: float | None
+    paper: Any
+    source: str
+
+
+@dataclass
+class Section:
+    spec: Spec
+    profile: str
+    runs: pd.DataFrame
+    pending: int
+    figures: list[FigureOut]
+    rows: list[Row]
+    verdict: Verdict
+    rule_verdict: Verdict | None
+    notes: list[str]
+    env: list[dict[str, Any]]
+    command: str
+    paper_figure: str
+    claim_source: str
+    tests: str
+    cost_s: float
+    comparable: bool
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == "smoke"
+
+
+@dataclass
+class Study:
+    root: Path
+    profile: str
+    sections: list[Section]
+    command: str
+    env: list[dict[str, Any]]
+    other_profiles: dict[str, int]
+    untagged: int
+
+
+def experiments_of(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def resolve_profile(runs: pd.DataFrame, profile: str | None, reproduce: dict[str, Any]) -> str:
+    if profile:
+        if profile not in PROFILES:
+            raise UserError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+        return profile
+    if reproduce.get("profile") in PROFILES:
+        return str(reproduce["profile"])
+    tags = Counter(t.split("/", 1)[1] for v in runs.get("meta.experiments", []) for t in experiments_of(v) if "/" in t)
+    return tags.most_common(1)[0][0] if tags else "smoke"
+
+
+def _pending(root: Path, tag: str) -> int:
+    """Runs planned for `tag` (meta.json written) that have not started (no config.yaml yet)."""
+    n = 0
+    for meta in root.glob("*/meta.json"):
+        if (meta.parent / "config.yaml").exists():
+            continue
+        if tag in experiments_of((read_json(meta, {}) or {}).get("experiments")):
+            n += 1
+    return n
+
+
+def _env(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """The distinct environments (env.json) of `runs`, each with the number of runs that used it."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for d in runs.get("run_dir", []):
+        env = read_json(Path(str(d)) / "env.json", None)
+        if not isinstance(env, dict):
+            continue
+        key = tuple(str(env.get(k)) for k in ENV_KEYS)
+        if key not in seen:
+            seen[key] = {k: env.get(k) for k in ENV_KEYS} | {"runs": 0}
+        seen[key]["runs"] += 1
+    return list(seen.values())
+
+
+def _finite(v: object) -> float | None:
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _watermark(fig: matplotlib.figure.Figure) -> None:
+    fig.text(0.5, 0.5, "SMOKE — not comparable with the paper", ha="center", va="center", rotation=20,
+             fontsize=20, color="red", alpha=0.13, zorder=1000)
+
+
+def render_figure(name: str, runs: pd.DataFrame, data: RunsData, out: Path, stem: str, smoke: bool) -> FigureOut:
+    """Draw one figure under the bnlab style into out/<stem>.{png,pdf}; an exception becomes `error`."""
+    try:
+        fn = FIGURES.get(name)
+    except UserError as e:
+        return FigureOut(name, "", error=str(e))
+    doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+    fo = FigureOut(name, doc)
+    data.notes = []
+    try:
+        with matplotlib.style.context(str(style_path())):
+            fig = fn(runs, data)
+            if smoke:
+                _watermark(fig)
+            png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+            fig.savefig(png)
+            fig.savefig(pdf)
+        fo.png, fo.pdf = png, pdf
+        fo.data_uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+    except Exception as e:  # a broken figure is reported in its section, never crashes the report
+        log.warning("figure %s failed", name, exc_info=True)
+        fo.error = f"{type(e).__name__}: {e}"
+    fo.notes = list(data.notes)
+    return fo
+
+
+def _command(root: Path, profile: str, reproduce: dict[str, Any], spec: Spec | None) -> str:
+    parts = ["bnlab", "reproduce", "--profile", profile]
+    if spec is not None:
+        parts += ["--only", spec.id]
+    parts += ["--runs", str(root)]
+    for o in reproduce.get("overrides", []) or []:
+        parts += ["--set", str(o)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def collect_section(spec: Spec, runs: pd.DataFrame, all_runs: pd.DataFrame, root: Path, profile: str,
+                    figures_dir: Path, reproduce: dict[str, Any], stem_prefix: str = "") -> Section:
+    pv = paper_values()
+    entry = pv["experiments"].get(spec.id, {}) or {}
+    comparable_profiles = entry.get("comparable_profiles", pv.get("comparable_profiles", []))
+    prof = spec.profile(profile)
+    tag = f"{spec.id}/{profile}"
+    mine = runs[runs["meta.experiments"].apply(lambda v: tag in experiments_of(v))] if len(runs) and "meta.experiments" in runs.columns else runs.iloc[0:0]
+    mine = mine.reset_index(drop=True)
+    figures: list[FigureOut] = []
+    notes: list[str] = []
+    if len(mine):
+        for name in spec.figures:
+            data = RunsData(mine, all_runs)
+            figures.append(render_figure(name, mine, data, figures_dir, f"{stem_prefix}{spec.id}_{name}", profile == "smoke"))
+    q: dict[str, float] = {}
+    if len(mine) and spec.id in QUANTITIES:
+        data = RunsData(mine, all_runs)
+        try:
+            q = QUANTITIES.get(spec.id)(data)
+        except Exception as e:  # a broken extractor leaves the numbers unmeasured, named in the notes
+            log.warning("quantities of %s failed", spec.id, exc_info=True)
+            notes.append(f"our numbers could not be computed: {type(e).__name__}: {e}")
+        notes.extend(data.notes)
+    rows: list[Row] = []
+    listed = set()
+    for v in entry.get("values", []) or []:
+        name = str(v["quantity"])
+        listed.add(name)
+        rows.append(Row(name, _finite(q.get(name)), v.get("paper"), str(v.get("source", ""))))
+    for name, val in q.items():
+        if name not in listed:
+            rows.append(Row(name, _finite(val), None, "not in the paper"))
+    rule = entry.get("rule")
+    rule_verdict = None
+    if rule is None:
+        verdict = Verdict("inconclusive", "no verdict rule in paper_values.yaml for this experiment")
+    else:
+        try:
+            rule_verdict = evaluate(rule, q)
+        except UserError as e:
+            rule_verdict = Verdict("inconclusive", f"the verdict rule is malformed: {e}")
+        if prof.skip:
+            verdict = Verdict("inconclusive", f"not run under the {profile} profile ({prof.tests or 'skipped'})")
+        elif not len(mine):
+            verdict = Verdict("inconclusive", f"no runs of {spec.id} under the {profile} profile in this runs root")
+        elif profile not in comparable_profiles:
+            verdict = Verdict("inconclusive", f"the {profile} profile does not test this claim ({prof.tests or 'plumbing'});"
+                              f" the rule alone gives '{rule_verdict.verdict}': {rule_verdict.reason}")
+        else:
+            verdict = rule_verdict
+    reproduce_cmd = _command(root, profile, reproduce, spec)
+    return Section(spec=spec, profile=profile, runs=mine, pending=_pending(root, tag), figures=figures, rows=rows,
+                   verdict=verdict, rule_verdict=rule_verdict, notes=notes, env=_env(mine), command=reproduce_cmd,
+                   paper_figure=str(entry.get("paper_figure", spec.paper)), claim_source=str(entry.get("claim_source", "")),
+                   tests=prof.tests, cost_s=prof.cost_s, comparable=profile in comparable_profiles)
+
+
+def collect(root: str | Path, figures_dir: Path, profile: str | None = None, command: str | None = None,
+            stem_prefix: str = "") -> Study:
+    """Every experiment spec's section for the runs under `root` (figures written into `figures_dir`)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"runs root {str(root)!r} does not exist; pass the folder given to --runs")
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(root)
+    reproduce = read_json(root / "reproduce.json", {}) or {}
+    prof = resolve_profile(runs, profile, reproduce)
+    cmd = command or reproduce.get("command") or _command(root, prof, reproduce, None)
+    sections = [collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix) for s in all_specs()]
+    other: Counter[str] = Counter()
+    untagged = 0
+    for v in runs.get("meta.experiments", pd.Series(dtype=object)):
+        tags = experiments_of(v)
+        if not tags:
+            untagged += 1
+        for t in tags:
+            if "/" in t and t.split("/", 1)[1] != prof:
+                other[t.split("/", 1)[1]] += 1
+    if "meta.experiments" not in runs.columns:
+        untagged = len(runs)
+    return Study(root=root, profile=prof, sections=sections, command=str(cmd), env=_env(runs),
+                 other_profiles=dict(other), untagged=untagged)
