@@ -31,6 +31,12 @@ def fault_point(name: str) -> None:
         if point == name:
             _FAULT_COUNTS[name] = _FAULT_COUNTS.get(name, 0) + 1
             if _FAULT_COUNTS[name] == int(count or 1):
+                once = os.environ.get("BNLAB_FAULT_ONCE")  # a marker file: fire in one process only
+                if once:
+                    try:
+                        os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    except FileExistsError:
+                        return
                 os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import os
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,19 @@ def execute(cfg: Config, run_dir: str | Path, progress: bool = True) -> dict[str
     rd = RunDir(run_dir)
     task = TASKS.get(cfg.task)
     if not task.done(rd.path):
+        _trace(rd.path.name, "")
         task.run(cfg, rd.path, progress=progress)
+        _trace(rd.path.name, ".done")
     return rd.status()
+
+
+def _trace(name: str, suffix: str) -> None:
+    """Test hook: with BNLAB_TRACE_RUNS=FILE, each execution appends the run id to FILE (start) and
+    FILE.done (finish), so tests can prove that no finished run is executed again."""
+    path = os.environ.get("BNLAB_TRACE_RUNS")
+    if path:
+        with open(path + suffix, "a") as f:
+            f.write(name + "\n")
 
 
 def is_done(cfg: Config, run_dir: str | Path) -> bool:

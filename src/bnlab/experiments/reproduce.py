@@ -1,0 +1,35 @@
+"""`bnlab reproduce`: every spec (or the named ones) under a profile, then the report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from bnlab.experiments.runner import run_specs
+from bnlab.experiments.spec import find_specs
+from bnlab.store.files import atomic_write_json, read_json
+
+
+def reproduce(profile: str = "smoke", only: list[str] | None = None, runs_root: str | Path = "runs", *,
+              overrides: list[str] | None = None, executor: str = "local", address: str | None = None,
+              retry_failed: bool = False, force: bool = False, dry_run: bool = False,
+              command: str | None = None) -> Path | None:
+    """Run the study under `profile` into `runs_root` and build `runs_root/report/report.html`; returns its path."""
+    specs = find_specs(only)
+    root = Path(runs_root)
+    if not dry_run:
+        root.mkdir(parents=True, exist_ok=True)
+        cmd = command or " ".join(["bnlab", *map(shlex.quote, sys.argv[1:])])
+        prev = read_json(root / "reproduce.json", {}) or {}
+        atomic_write_json(root / "reproduce.json", {
+            "profile": profile, "specs": sorted({*prev.get("specs", []), *(s.id for s in specs)}) if prev.get("profile") == profile else [s.id for s in specs],
+            "command": cmd, "overrides": overrides or [], "executor": executor,
+        })
+    run_specs(specs, profile, root, overrides=overrides, executor=executor, address=address,
+              retry_failed=retry_failed, force=force, dry_run=dry_run)
+    if dry_run:
+        return None
+    from bnlab.report import build_report
+
+    return build_report(root, profile=profile)

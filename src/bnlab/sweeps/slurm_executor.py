@@ -1,0 +1,83 @@
+"""The SLURM executor (the `slurm` extra): a submitit job array, one array task per run, each calling
+`tasks.execute(cfg, run_dir)` under the run's lock. Finished runs are not submitted.
+
+Cluster settings come from the environment: BNLAB_SLURM_PARTITION, BNLAB_SLURM_TIME_MIN (default 1440),
+BNLAB_SLURM_GPUS (default 1), BNLAB_SLURM_CPUS (default 4), BNLAB_SLURM_PARALLEL (array parallelism,
+default 16). Tests use submitit's local mode (`cluster="local"`), which runs the same pickled jobs as
+subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bnlab.config import Config, run_id
+from bnlab.errors import UserError
+from bnlab.store import RunDir
+from bnlab.sweeps.local import SweepResult, _reset, record_membership
+from bnlab.sweeps.tasks import is_done
+
+
+def _job(cfg_json: dict[str, Any], run_dir: str, retry_failed: bool) -> str:
+    from bnlab.sweeps.ray_executor import _remote_run
+
+    return _remote_run(cfg_json, run_dir, retry_failed)
+
+
+def run_slurm(configs: list[Config], runs_root: str | Path, *, retry_failed: bool = False, force: bool = False,
+              on_done: Callable[[str, str], None] | None = None, tags: list[list[str]] | None = None,
+              address: str | None = None, cluster: str | None = None) -> SweepResult:
+    try:
+        import submitit
+    except ImportError:
+        raise UserError("the slurm executor needs the slurm extra: pip install 'bnlab[slurm]'") from None
+
+    root = Path(runs_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    res = SweepResult()
+    todo: list[tuple[Config, Path]] = []
+    for i, cfg in enumerate(configs):
+        d = root / run_id(cfg)
+        if force and RunDir(d).is_terminal():
+            _reset(d)
+        if tags:
+            d.mkdir(parents=True, exist_ok=True)
+            record_membership(d, tags[i])
+        if is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed):
+            res.skipped.append(d.name)
+            res.states[d.name] = RunDir(d).state()
+            if on_done:
+                on_done(d.name, res.states[d.name])
+        else:
+            todo.append((cfg, d))
+    if not todo:
+        return res
+    executor = submitit.AutoExecutor(folder=str(root / ".submitit"), cluster=cluster or os.environ.get("BNLAB_SLURM_CLUSTER"))
+    params: dict[str, Any] = {"timeout_min": int(os.environ.get("BNLAB_SLURM_TIME_MIN", "1440"))}
+    if executor.cluster == "slurm":
+        params.update(
+            slurm_partition=os.environ.get("BNLAB_SLURM_PARTITION"),
+            gpus_per_node=int(os.environ.get("BNLAB_SLURM_GPUS", "1")),
+            cpus_per_task=int(os.environ.get("BNLAB_SLURM_CPUS", "4")),
+            slurm_array_parallelism=int(os.environ.get("BNLAB_SLURM_PARALLEL", "16")),
+        )
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    jobs = executor.map_array(_job, [c.model_dump(mode="json") for c, _ in todo], [str(d) for _, d in todo],
+                              [retry_failed] * len(todo))
+    for job, (_, d) in zip(jobs, todo):
+        try:
+            state = job.result()
+        except Exception as e:  # noqa: BLE001 - a job that failed is recorded; the sweep goes on
+            rd = RunDir(d)
+            rd.set_status("failed", rd.status().get("step", 0), reason=f"slurm job failed: {type(e).__name__}: {str(e)[:200]}")
+            state = "failed"
+        res.ran.append(d.name)
+        res.states[d.name] = state
+        if state == "failed":
+            res.failed.append(d.name)
+        if on_done:
+            on_done(d.name, state)
+    return res
