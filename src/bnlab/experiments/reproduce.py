@@ -19,6 +19,7 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, runs_root: 
     specs = find_specs(only)
     root = Path(runs_root)
     if not dry_run:
+        ensure_data(specs, profile, overrides or [])
         root.mkdir(parents=True, exist_ok=True)
         cmd = command or " ".join(["bnlab", *map(shlex.quote, sys.argv[1:])])
         prev = read_json(root / "reproduce.json", {}) or {}
@@ -33,3 +34,26 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, runs_root: 
     from bnlab.report import build_report
 
     return build_report(root, profile=profile)
+
+
+def ensure_data(specs, profile: str, overrides: list[str]) -> None:
+    """Every dataset the runs need is found, or downloaded once before anything runs (on a machine
+    without internet: a UserError that names the fix)."""
+    from bnlab.data import DataError, download, locate
+    from bnlab.errors import UserError
+
+    needed = {(c.data.name, c.data.root) for s in specs for c in s.configs(profile, overrides)
+              if c.data.name in ("cifar10", "cifar100")}
+    for name, data_root in sorted(needed, key=str):
+        try:
+            locate(name, data_root)
+        except DataError:
+            sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
+            try:
+                download(name, data_root)
+            except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
+                raise UserError(
+                    f"{name} was not found and could not be downloaded ({type(e).__name__}); point "
+                    f"--set data.root=DIR at a folder holding cifar-10-batches-py/ (offline: "
+                    f"python ../shared/data/make_cifar10.py DIR makes one)"
+                ) from None
