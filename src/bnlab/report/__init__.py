@@ -17,18 +17,19 @@ __all__ = ["build_report", "build_comparison"]
 
 
 def build_report(runs_root: str | Path, out_dir: str | Path | None = None, profile: str | None = None,
-                 command: str | None = None) -> Path:
+                 command: str | None = None, *, only: list[str] | None = None) -> Path:
     """Write report.html, report.md and figures/ for the runs under `runs_root`; returns report.html's path.
 
     profile: which runs to report (their meta.json tags "E1/<profile>"); default: reproduce.json's, else the
-    most common tag. command: the command shown to regenerate it (default: reproduce.json's)."""
+    most common tag. command: the command shown to regenerate it (default: reproduce.json's). only: experiment
+    ids or names to include (default: every spec)."""
     from bnlab.report.html import render_report
     from bnlab.report.markdown import render_markdown
     from bnlab.report.study import collect
     from bnlab.store.files import atomic_write_text
 
     out = Path(out_dir) if out_dir is not None else Path(runs_root) / "report"
-    study = collect(runs_root, out / "figures", profile=profile, command=command)
+    study = collect(runs_root, out / "figures", profile=profile, command=command, only=only)
     path = out / "report.html"
     atomic_write_text(path, render_report(study))
     atomic_write_text(out / "report.md", render_markdown(study, out))
@@ -37,7 +38,8 @@ def build_report(runs_root: str | Path, out_dir: str | Path | None = None, profi
 
 
 def build_comparison(runs_a: str | Path, runs_b: str | Path, out_dir: str | Path | None = None,
-                     profile_a: str | None = None, profile_b: str | None = None) -> Path:
+                     profile_a: str | None = None, profile_b: str | None = None, *,
+                     only: list[str] | None = None) -> Path:
     """compare.html with the figures and verdicts of two runs roots (profiles, machines or code versions)
     side by side; returns its path (default folder: RUNS_A/compare)."""
     from bnlab.report.html import render_compare
@@ -47,8 +49,8 @@ def build_comparison(runs_a: str | Path, runs_b: str | Path, out_dir: str | Path
     if Path(runs_a).resolve() == Path(runs_b).resolve() and profile_a == profile_b:
         raise UserError("compare needs two different runs roots (or two --profile values for one root)")
     out = Path(out_dir) if out_dir is not None else Path(runs_a) / "compare"
-    a = collect(runs_a, out / "figures", profile=profile_a, stem_prefix="A_")
-    b = collect(runs_b, out / "figures", profile=profile_b, stem_prefix="B_")
+    a = collect(runs_a, out / "figures", profile=profile_a, stem_prefix="A_", only=only)
+    b = collect(runs_b, out / "figures", profile=profile_b, stem_prefix="B_", only=only)
     path = out / "compare.html"
     atomic_write_text(path, render_compare(a, b, (str(runs_a), str(runs_b))))
     _readable(path)

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from bnlab.errors import UserError
-from bnlab.experiments.spec import PROFILES, Spec, all_specs
+from bnlab.experiments.spec import PROFILES, Spec, all_specs, find_specs
 from bnlab.figures.report_figures import FIGURES, RunsData
 from bnlab.report.quantities import QUANTITIES
 from bnlab.report.rules import Verdict, evaluate
@@ -252,8 +252,9 @@ def collect_section(spec: Spec, runs: pd.DataFrame, all_runs: pd.DataFrame, root
 
 
 def collect(root: str | Path, figures_dir: Path, profile: str | None = None, command: str | None = None,
-            stem_prefix: str = "") -> Study:
-    """Every experiment spec's section for the runs under `root` (figures written into `figures_dir`)."""
+            stem_prefix: str = "", only: list[str] | None = None) -> Study:
+    """Every experiment spec's section (or those `only` names) for the runs under `root` (figures written
+    into `figures_dir`)."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"runs root {str(root)!r} does not exist; pass the folder given to --runs")
@@ -262,7 +263,7 @@ def collect(root: str | Path, figures_dir: Path, profile: str | None = None, com
     reproduce = read_json(root / "reproduce.json", {}) or {}
     prof = resolve_profile(runs, profile, reproduce)
     cmd = command or reproduce.get("command") or _command(root, prof, reproduce, None)
-    sections = [collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix) for s in all_specs()]
+    sections = [collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix) for s in (find_specs(only) if only else all_specs())]
     other: Counter[str] = Counter()
     untagged = 0
     for v in runs.get("meta.experiments", pd.Series(dtype=object)):

@@ -1,0 +1,113 @@
+"""The verdict rule engine against hand cases, and the paper-values file against the specs."""
+
+import math
+
+import pytest
+
+from bnlab.errors import UserError
+from bnlab.experiments.spec import all_specs
+from bnlab.figures.report_figures import FIGURES
+from bnlab.report.quantities import QUANTITIES
+from bnlab.report.rules import RULES, VERDICTS, evaluate
+from bnlab.report.study import paper_values
+
+
+def v(rule, **values):
+    return evaluate(rule, values).verdict
+
+
+def test_value_at_least_grades():
+    rule = {"kind": "value_at_least", "ours": "q", "threshold": 10, "partly": 2}
+    assert v(rule, q=10.0) == "reproduced"
+    assert v(rule, q=9.99) == "partly"
+    assert v(rule, q=2.0) == "partly"
+    assert v(rule, q=1.99) == "not"
+    assert v({"kind": "value_at_least", "ours": "q", "threshold": 10}, q=5.0) == "not"
+
+
+def test_value_at_most_and_abs():
+    rule = {"kind": "value_at_most", "ours": "q", "threshold": 1, "partly": 1.5}
+    assert [v(rule, q=x) for x in (0.5, 1.2, 3.0)] == ["reproduced", "partly", "not"]
+    rule = {"kind": "abs_at_most", "ours": "q", "threshold": 2, "partly": 5}
+    assert [v(rule, q=x) for x in (-1.9, -4.0, 6.0)] == ["reproduced", "partly", "not"]
+
+
+def test_missing_and_nonfinite_are_inconclusive_and_named():
+    rule = {"kind": "value_at_least", "ours": "layer-55 ratio", "threshold": 10}
+    out = evaluate(rule, {})
+    assert out.verdict == "inconclusive" and "layer-55 ratio" in out.reason and "not measured" in out.reason
+    for bad in (math.nan, math.inf, None, "x"):
+        assert v(rule, **{"layer-55 ratio": bad}) == "inconclusive"
+
+
+def test_ratio_at_least_from_parts_and_named_ratio():
+    rule = {"kind": "ratio_at_least", "numerator": "a", "denominator": "b", "threshold": 10, "partly": 3}
+    assert v(rule, a=100.0, b=1.0) == "reproduced"
+    assert v(rule, a=5.0, b=1.0) == "partly"
+    assert v(rule, a=1.0, b=1.0) == "not"
+    assert v(rule, a=1.0, b=0.0) == "inconclusive"
+    assert v(rule, a=-1.0, b=1.0) == "inconclusive"  # not a positive ratio
+    # the brief's own example: a named ratio quantity
+    assert v({"kind": "ratio_at_least", "ours": "no-BN/BN layer-55 grad std", "threshold": 10},
+             **{"no-BN/BN layer-55 grad std": 120.0}) == "reproduced"
+
+
+def test_value_within_bands():
+    rule = {"kind": "value_within", "ours": "q", "low": 0.5, "high": 0.85, "partly_low": 0.25, "partly_high": 1.2}
+    assert [v(rule, q=x) for x in (0.67, 0.3, 1.0, 0.1, 1.5)] == ["reproduced", "partly", "partly", "not", "not"]
+
+
+def test_all_of_and_any_of_combine():
+    yes = {"kind": "value_at_least", "ours": "a", "threshold": 1}
+    no = {"kind": "value_at_least", "ours": "b", "threshold": 1}
+    gone = {"kind": "value_at_least", "ours": "missing", "threshold": 1}
+    vals = {"a": 2.0, "b": 0.0}
+    assert evaluate({"kind": "all_of", "rules": [yes, yes]}, vals).verdict == "reproduced"
+    assert evaluate({"kind": "all_of", "rules": [yes, no]}, vals).verdict == "partly"
+    assert evaluate({"kind": "all_of", "rules": [no, no]}, vals).verdict == "not"
+    out = evaluate({"kind": "all_of", "rules": [yes, gone]}, vals)
+    assert out.verdict == "inconclusive" and len(out.parts) == 2 and "missing" in out.reason
+    assert evaluate({"kind": "any_of", "rules": [no, yes]}, vals).verdict == "reproduced"
+    assert evaluate({"kind": "any_of", "rules": [gone, no]}, vals).verdict == "not"
+    assert evaluate({"kind": "none", "reason": "a question"}, {}).verdict == "inconclusive"
+
+
+def test_malformed_rules_raise_user_errors():
+    with pytest.raises(UserError, match="choose one of"):
+        evaluate({"kind": "bigger_is_better", "ours": "a"}, {})
+    with pytest.raises(UserError, match="threshold"):
+        evaluate({"kind": "value_at_least", "ours": "a"}, {"a": 1.0})
+    with pytest.raises(UserError, match="kind"):
+        evaluate({"ours": "a"}, {})
+    with pytest.raises(UserError, match="rules"):
+        evaluate({"kind": "all_of", "rules": []}, {})
+
+
+def test_paper_values_cover_every_spec_with_valid_rules_and_provenance():
+    pv = paper_values()["experiments"]
+    for spec in all_specs():
+        assert spec.id in pv, f"{spec.id} has no entry in paper_values.yaml"
+        entry = pv[spec.id]
+        assert entry.get("paper_figure") and entry.get("claim_source")
+        for row in entry.get("values", []):
+            assert row.get("source"), f"{spec.id}: {row['quantity']} has no provenance"
+        # every rule evaluates on empty data (inconclusive, never an exception) and names real kinds
+        assert evaluate(entry["rule"], {}).verdict == "inconclusive"
+        assert spec.id in QUANTITIES.names()
+        for name in spec.figures:
+            assert name in FIGURES, f"{spec.id}: figure {name!r} is not registered"
+    assert set(VERDICTS) == {"reproduced", "partly", "not", "inconclusive"}
+    assert {"value_at_least", "ratio_at_least", "all_of", "none"} <= set(RULES.names())
+
+
+def test_rule_quantities_are_listed_with_a_paper_value_row():
+    """A rule may only use quantities that the experiment's table lists (so the reader sees them)."""
+    def names(rule):
+        if "rules" in rule:
+            return [n for r in rule["rules"] for n in names(r)]
+        return [rule[k] for k in ("ours", "numerator", "denominator") if k in rule]
+
+    for sid, entry in paper_values()["experiments"].items():
+        listed = {row["quantity"] for row in entry.get("values", [])}
+        for n in names(entry["rule"]):
+            assert n in listed, f"{sid}: rule quantity {n!r} is not in its values list"
