@@ -1,8 +1,8 @@
 """build_report / build_comparison on a small synthetic runs root written by hand (tests/report/synthetic.py)."""
 
 import re
-from html import unescape
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -90,8 +90,12 @@ def test_figures_and_markdown_written(cpu_report):
 
 def test_smoke_banner_reproduce_command_and_inconclusive_verdicts(tmp_path):
     root = make_root(tmp_path / "smoke", "smoke")
-    (root / "reproduce.json").write_text('{"profile": "smoke", "command": "bnlab reproduce --profile smoke --runs X"}')
-    html = build_report(root, out_dir=tmp_path / "out", only=["E3", "E10", "E12e"]).read_text(encoding="utf-8")
+    (root / "reproduce.json").write_text(
+        '{"profile": "smoke", "command": "bnlab reproduce --profile smoke --runs X"}'
+    )
+    html = build_report(root, out_dir=tmp_path / "out", only=["E3", "E10", "E12e"]).read_text(
+        encoding="utf-8"
+    )
     assert html.count("smoke — plumbing check — not comparable with the paper") >= 3
     assert "bnlab reproduce --profile smoke --runs X" in html
     assert set(verdicts(html).values()) == {"inconclusive"}

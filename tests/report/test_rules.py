@@ -48,13 +48,31 @@ def test_ratio_at_least_from_parts_and_named_ratio():
     assert v(rule, a=1.0, b=0.0) == "inconclusive"
     assert v(rule, a=-1.0, b=1.0) == "inconclusive"  # not a positive ratio
     # the brief's own example: a named ratio quantity
-    assert v({"kind": "ratio_at_least", "ours": "no-BN/BN layer-55 grad std", "threshold": 10},
-             **{"no-BN/BN layer-55 grad std": 120.0}) == "reproduced"
+    assert (
+        v(
+            {"kind": "ratio_at_least", "ours": "no-BN/BN layer-55 grad std", "threshold": 10},
+            **{"no-BN/BN layer-55 grad std": 120.0},
+        )
+        == "reproduced"
+    )
 
 
 def test_value_within_bands():
-    rule = {"kind": "value_within", "ours": "q", "low": 0.5, "high": 0.85, "partly_low": 0.25, "partly_high": 1.2}
-    assert [v(rule, q=x) for x in (0.67, 0.3, 1.0, 0.1, 1.5)] == ["reproduced", "partly", "partly", "not", "not"]
+    rule = {
+        "kind": "value_within",
+        "ours": "q",
+        "low": 0.5,
+        "high": 0.85,
+        "partly_low": 0.25,
+        "partly_high": 1.2,
+    }
+    assert [v(rule, q=x) for x in (0.67, 0.3, 1.0, 0.1, 1.5)] == [
+        "reproduced",
+        "partly",
+        "partly",
+        "not",
+        "not",
+    ]
 
 
 def test_all_of_and_any_of_combine():
@@ -102,6 +120,7 @@ def test_paper_values_cover_every_spec_with_valid_rules_and_provenance():
 
 def test_rule_quantities_are_listed_with_a_paper_value_row():
     """A rule may only use quantities that the experiment's table lists (so the reader sees them)."""
+
     def names(rule):
         if "rules" in rule:
             return [n for r in rule["rules"] for n in names(r)]

@@ -7,7 +7,9 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's private subparsers type)
-    p = sub.add_parser("compare", help="two runs roots side by side: figures, numbers and verdicts in one HTML")
+    p = sub.add_parser(
+        "compare", help="two runs roots side by side: figures, numbers and verdicts in one HTML"
+    )
     p.add_argument("runs_a", metavar="RUNS_A", help="first runs root")
     p.add_argument("runs_b", metavar="RUNS_B", help="second runs root")
     p.add_argument("--out", default=None, help="output folder (default: RUNS_A/compare)")
@@ -24,6 +26,14 @@ def _only(value: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from bnlab.report import build_comparison
 
-    print(build_comparison(args.runs_a, args.runs_b, out_dir=args.out, profile_a=args.profile_a,
-                           profile_b=args.profile_b, only=_only(args.only)))
+    print(
+        build_comparison(
+            args.runs_a,
+            args.runs_b,
+            out_dir=args.out,
+            profile_a=args.profile_a,
+            profile_b=args.profile_b,
+            only=_only(args.only),
+        )
+    )
     return 0

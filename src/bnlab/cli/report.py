@@ -7,12 +7,20 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's private subparsers type)
-    p = sub.add_parser("report", help="build RUNS/report/report.html (+ report.md, figures/) from a runs root")
+    p = sub.add_parser(
+        "report", help="build RUNS/report/report.html (+ report.md, figures/) from a runs root"
+    )
     p.add_argument("runs", metavar="RUNS", help="runs root (the folder given to --runs)")
     p.add_argument("--out", default=None, help="output folder (default: RUNS/report)")
-    p.add_argument("--profile", default=None, choices=["smoke", "cpu", "fast", "paper"],
-                   help="which runs to report (default: the profile of reproduce.json or of most runs)")
-    p.add_argument("--command", default=None, help="the command to show for regenerating it (default: reproduce.json's)")
+    p.add_argument(
+        "--profile",
+        default=None,
+        choices=["smoke", "cpu", "fast", "paper"],
+        help="which runs to report (default: the profile of reproduce.json or of most runs)",
+    )
+    p.add_argument(
+        "--command", default=None, help="the command to show for regenerating it (default: reproduce.json's)"
+    )
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (default: all)")
     return p
 
@@ -24,5 +32,9 @@ def _only(value: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from bnlab.report import build_report
 
-    print(build_report(args.runs, out_dir=args.out, profile=args.profile, command=args.command, only=_only(args.only)))
+    print(
+        build_report(
+            args.runs, out_dir=args.out, profile=args.profile, command=args.command, only=_only(args.only)
+        )
+    )
     return 0

@@ -73,7 +73,9 @@ class RunsData:
     the root (for figures that put another experiment's runs beside these, e.g. BN's reference accuracy)."""
 
     def __init__(self, runs: pd.DataFrame, all_runs: pd.DataFrame | None = None) -> None:
-        self.runs = runs.reset_index(drop=True) if len(runs) else pd.DataFrame(columns=["run_id", "run_dir", "state"])
+        self.runs = (
+            runs.reset_index(drop=True) if len(runs) else pd.DataFrame(columns=["run_id", "run_dir", "state"])
+        )
         self.all_runs = all_runs if all_runs is not None else self.runs
         self.notes: list[str] = []
         self._tables: dict[tuple[str, str], pd.DataFrame] = {}
@@ -227,8 +229,10 @@ def _mean_std_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
 
 def _diverged_note(data: RunsData, runs: pd.DataFrame) -> None:
     for _, row in runs[runs["state"] == "diverged"].iterrows():
-        data.note(f"run {row['run_id']} ({data.label(row)}) diverged at step {row.get('step')}: "
-                  f"drawn up to its divergence and marked x")
+        data.note(
+            f"run {row['run_id']} ({data.label(row)}) diverged at step {row.get('step')}: "
+            f"drawn up to its divergence and marked x"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- E1
@@ -260,7 +264,9 @@ def lr_curves(runs: pd.DataFrame, data: RunsData) -> Figure:
                 x, y = _pct(row, ms), pd.to_numeric(ms["acc"], errors="coerce").to_numpy(float) * 100
                 ok = np.isfinite(y)
                 if (~ok).any():
-                    data.note(f"run {row['run_id']} ({label}): {int((~ok).sum())} non-finite {split} accuracies left out")
+                    data.note(
+                        f"run {row['run_id']} ({label}): {int((~ok).sum())} non-finite {split} accuracies left out"
+                    )
                 if ok.sum() == 0:
                     continue
                 curves.append((x[ok], y[ok]))
@@ -296,9 +302,18 @@ def lr_final_table(runs: pd.DataFrame, data: RunsData) -> Figure:
         acc = pd.to_numeric(ok.get("summary.test_acc", pd.Series(dtype=float)), errors="coerce") * 100
         finite = acc[np.isfinite(acc)]
         if len(finite) < len(ok):
-            data.note(f"{label}: {len(ok) - len(finite)} complete runs without a finite test accuracy left out")
-        rows.append((label, finite.mean() if len(finite) else np.nan, finite.std(ddof=0) if len(finite) > 1 else 0.0,
-                     len(finite), int((g["state"] == "diverged").sum())))
+            data.note(
+                f"{label}: {len(ok) - len(finite)} complete runs without a finite test accuracy left out"
+            )
+        rows.append(
+            (
+                label,
+                finite.mean() if len(finite) else np.nan,
+                finite.std(ddof=0) if len(finite) > 1 else 0.0,
+                len(finite),
+                int((g["state"] == "diverged").sum()),
+            )
+        )
     fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.0), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(rows))
@@ -327,14 +342,18 @@ def sgd_noise(runs: pd.DataFrame, data: RunsData) -> Figure:
         raise UserError("no sgd_noise probe rows")
     keep = ["probe", "layer", "paper_layer", "metric", "value", "se", "run_id", "step", "label"]
     t = t[[c for c in keep if c in t.columns]]
-    bad = t[t["metric"].isin(["noise", "alpha_sq_over_b"]) & ~(pd.to_numeric(t["value"], errors="coerce") > 0)]
+    bad = t[
+        t["metric"].isin(["noise", "alpha_sq_over_b"]) & ~(pd.to_numeric(t["value"], errors="coerce") > 0)
+    ]
     for _, b in bad.iterrows():
         data.note(f"run {b['run_id']} step {b['step']}: {b['metric']} = {b['value']} not drawn (log axes)")
     return dynamics.noise_vs_scale(t, hue="label")
 
 
 # ---------------------------------------------------------------------------------------------- E3
-def _rebinned(parts: list[dict[str, np.ndarray]], layer: str, kind: str = "hist") -> tuple[np.ndarray, np.ndarray]:
+def _rebinned(
+    parts: list[dict[str, np.ndarray]], layer: str, kind: str = "hist"
+) -> tuple[np.ndarray, np.ndarray]:
     """Histograms of several minibatches (each with its own edges) on one common grid: each bin's count is
     placed at its centre (approximate by at most half a bin)."""
     centres, counts = [], []
@@ -375,18 +394,29 @@ def grad_histograms(runs: pd.DataFrame, data: RunsData) -> Figure:
             data.note(f"run {row['run_id']}: no gradient_histogram arrays")
             continue
         counts, edges = _rebinned(parts, layers[0])
-        ax.stairs(counts, edges, fill=True, alpha=0.85, color="C0" if row.get("model.norm") == "batch" else "C1")
+        ax.stairs(
+            counts, edges, fill=True, alpha=0.85, color="C0" if row.get("model.norm") == "batch" else "C1"
+        )
         ax.set_yscale("symlog", linthresh=1)
         t = data.probe("gradient_histogram", r[r["run_id"] == row["run_id"]])
         std = t[(t["metric"] == "std")]["value"].mean() if len(t) else float("nan")
         kurt = t[(t["metric"] == "kurtosis")]["value"].mean() if len(t) else float("nan")
         pl = t["paper_layer"].dropna().iloc[0] if len(t) and t["paper_layer"].notna().any() else None
-        title = f"{_fmt('model.norm', row.get('model.norm'))}: {layers[0]}" + (f" (paper layer {pl})" if pl else "")
+        title = f"{_fmt('model.norm', row.get('model.norm'))}: {layers[0]}" + (
+            f" (paper layer {pl})" if pl else ""
+        )
         if rowkeys:
             title += f"\n{data.label(row, rowkeys)}"
         ax.set_title(title, fontsize=8)
-        ax.text(0.98, 0.95, f"std {std:.3g}\nkurtosis {kurt:.3g}\n{len(parts)} minibatch(es)",
-                ha="right", va="top", transform=ax.transAxes, fontsize=7)
+        ax.text(
+            0.98,
+            0.95,
+            f"std {std:.3g}\nkurtosis {kurt:.3g}\n{len(parts)} minibatch(es)",
+            ha="right",
+            va="top",
+            transform=ax.transAxes,
+            fontsize=7,
+        )
         ax.set_xlabel("∂L/∂K")
         ax.set_ylabel("count")
         if len(parts) > 1:
@@ -407,11 +437,14 @@ def step_size(runs: pd.DataFrame, data: RunsData) -> Figure:
         t = t[t["direction"] == "gradient"]
     bad = t[~(pd.to_numeric(t["value"], errors="coerce").between(0, np.inf, inclusive="neither"))]
     if len(bad):
-        data.note(f"{len(bad)} of {len(t)} loss ratios non-finite or non-positive (overflowed losses): "
-                  "left out of the lines, counted in the legend")
+        data.note(
+            f"{len(bad)} of {len(t)} loss ratios non-finite or non-positive (overflowed losses): "
+            "left out of the lines, counted in the legend"
+        )
     t = t.assign(step=t["step"].astype(int) + 1)  # minibatch t = step + 1 (the paper counts from 1)
-    return dynamics.step_size_curves(t[["probe", "metric", "value", "eta", "direction", "label", "step"]],
-                                     panel="label", hue="step")
+    return dynamics.step_size_curves(
+        t[["probe", "metric", "value", "eta", "direction", "label", "step"]], panel="label", hue="step"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- E5
@@ -429,7 +462,9 @@ def diverging_step(runs: pd.DataFrame, data: RunsData) -> Figure:
                     titles[str(tr["layer"])] = f"{tr['layer']} (paper layer {tr['paper_layer']})"
             for k, v in arr.items():
                 if not np.all(np.isfinite(v)):
-                    data.note(f"{k}: {int((~np.isfinite(v)).sum())} non-finite channel moments (overflow) left blank")
+                    data.note(
+                        f"{k}: {int((~np.isfinite(v)).sum())} non-finite channel moments (overflow) left blank"
+                    )
             return dynamics.channel_heatmaps(arr, titles=titles)
     # no diverging update: show why, with the training loss of the run(s)
     fig = Figure(figsize=(6.0, 3.2), layout="constrained")
@@ -440,8 +475,10 @@ def diverging_step(runs: pd.DataFrame, data: RunsData) -> Figure:
             tr = m[m["split"] == "train"]
             tr = data.finite(tr, "loss", f"run {row['run_id']} training loss", positive=True)
             ax.plot(tr["step"], tr["loss"], marker=".", label=f"{data.label(row)} (lr {row.get('optim.lr')})")
-        data.note(f"run {row['run_id']} did not diverge (state {row['state']}): no diverging update to scan; "
-                  "raise optim.lr")
+        data.note(
+            f"run {row['run_id']} did not diverge (state {row['state']}): no diverging update to scan; "
+            "raise optim.lr"
+        )
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
@@ -513,7 +550,9 @@ def kernel_alignment(runs: pd.DataFrame, data: RunsData) -> Figure:
     tables = {}
     for label, g in t.groupby("label", sort=False):
         ratio = g[g["metric"] == "ratio"]
-        bad = ratio[~(pd.to_numeric(ratio["value"], errors="coerce") > 0) | ~np.isfinite(ratio["value"].astype(float))]
+        bad = ratio[
+            ~(pd.to_numeric(ratio["value"], errors="coerce") > 0) | ~np.isfinite(ratio["value"].astype(float))
+        ]
         if len(bad):
             data.note(f"{label}: {len(bad)} non-finite or zero ratios (|Σd| = 0) not drawn on the log axis")
         tables[str(label)] = g
@@ -559,11 +598,20 @@ def gradient_variance(runs: pd.DataFrame, data: RunsData) -> Figure:
     for ax, metric in zip(axes, ("intra_layer", "intra_batch")):
         for label, g in t[t["metric"] == metric].groupby("label", sort=False):
             g = data.finite(g, "value", f"{label} {metric}", positive=True)
-            x = g["paper_layer"].astype(float).to_numpy() if g["paper_layer"].notna().all() else np.arange(len(g))
+            x = (
+                g["paper_layer"].astype(float).to_numpy()
+                if g["paper_layer"].notna().all()
+                else np.arange(len(g))
+            )
             ax.plot(x, g["value"].to_numpy(float), marker="o", label=str(label))
         ax.set_yscale("log")
         ax.set_xlabel("paper layer")
-        ax.set_title({"intra_layer": "variance across a layer's entries", "intra_batch": "variance across the minibatch"}[metric])
+        ax.set_title(
+            {
+                "intra_layer": "variance across a layer's entries",
+                "intra_batch": "variance across the minibatch",
+            }[metric]
+        )
         ax.legend()
     axes[0].set_ylabel("gradient variance")
     mode = t["per_example"].iloc[0] if "per_example" in t.columns else "?"
@@ -601,7 +649,11 @@ def rmt_jacobian(runs: pd.DataFrame, data: RunsData) -> Figure:
 # ---------------------------------------------------------------------------------------------- max lr
 def max_lr_table(runs: pd.DataFrame, data: RunsData) -> pd.DataFrame:
     """One row per max_lr run: label columns + max_stable_lr, min_unstable_lr, censored (summary.json)."""
-    r = runs[runs.get("task", pd.Series("train", index=runs.index)) == "max_lr"] if "task" in runs.columns else runs
+    r = (
+        runs[runs.get("task", pd.Series("train", index=runs.index)) == "max_lr"]
+        if "task" in runs.columns
+        else runs
+    )
     r = data.usable(r)
     out = r.copy()
     for k in ("max_stable_lr", "min_unstable_lr", "censored"):
@@ -613,7 +665,9 @@ def max_lr_table(runs: pd.DataFrame, data: RunsData) -> pd.DataFrame:
     return out
 
 
-def _lr_bars(ax, table: pd.DataFrame, labels: Sequence[str], data: RunsData, colors: Sequence[str] | None = None) -> None:  # noqa: ANN001
+def _lr_bars(
+    ax, table: pd.DataFrame, labels: Sequence[str], data: RunsData, colors: Sequence[str] | None = None
+) -> None:  # noqa: ANN001
     """Bars of the max stable lr with a bracket up to the smallest unstable lr; censored searches marked."""
     for i, (label, (_, row)) in enumerate(zip(labels, table.iterrows())):
         lo, hi = row["max_stable_lr"], row["min_unstable_lr"]
@@ -627,8 +681,16 @@ def _lr_bars(ax, table: pd.DataFrame, labels: Sequence[str], data: RunsData, col
             ax.plot([i, i], [lo if np.isfinite(lo) and lo > 0 else hi / 10, hi], color="0.2", lw=1)
             ax.plot([i], [hi], "v", color="0.2", ms=5)
         if row["censored"]:
-            ax.annotate("censored", (i, lo if np.isfinite(lo) and lo > 0 else 1e-6), fontsize=6,
-                        ha="center", va="top", color="C3", xytext=(0, -3), textcoords="offset points")
+            ax.annotate(
+                "censored",
+                (i, lo if np.isfinite(lo) and lo > 0 else 1e-6),
+                fontsize=6,
+                ha="center",
+                va="top",
+                color="C3",
+                xytext=(0, -3),
+                textcoords="offset points",
+            )
             data.note(f"{label}: search censored at the end of its range (the bound is one-sided)")
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(labels)), list(labels), rotation=30, ha="right", fontsize=7)
@@ -706,10 +768,17 @@ def single_norm(runs: pd.DataFrame, data: RunsData) -> Figure:
                 ax_acc.bar(i, a, color=f"C{i % 8}")
                 ax_acc.text(i, a, f"{a:.1f}", ha="center", va="bottom", fontsize=7)
             else:
-                data.note(f"run {row['run_id']} ({_fmt('model.placement', row['model.placement'])}): "
-                          f"no finite test accuracy (state {row['state']})")
-        ax_acc.set_xticks(np.arange(len(tr)), [_fmt("model.placement", p) for p in tr["model.placement"]],
-                          rotation=30, ha="right", fontsize=7)
+                data.note(
+                    f"run {row['run_id']} ({_fmt('model.placement', row['model.placement'])}): "
+                    f"no finite test accuracy (state {row['state']})"
+                )
+        ax_acc.set_xticks(
+            np.arange(len(tr)),
+            [_fmt("model.placement", p) for p in tr["model.placement"]],
+            rotation=30,
+            ha="right",
+            fontsize=7,
+        )
         lr = tr["optim.lr"].iloc[0]
         ax_acc.set_title(f"test accuracy at lr {lr:g}")
     else:
@@ -721,7 +790,9 @@ def single_norm(runs: pd.DataFrame, data: RunsData) -> Figure:
 # ---------------------------------------------------------------------------------------------- E12b, c, e
 def noise_scale(row: pd.Series) -> float:
     """Smith & Le's SGD noise scale α / ((1 − m)|B|)."""
-    return float(row["optim.lr"]) / ((1.0 - float(row.get("optim.momentum", 0.9))) * float(row["optim.batch_size"]))
+    return float(row["optim.lr"]) / (
+        (1.0 - float(row.get("optim.momentum", 0.9))) * float(row["optim.batch_size"])
+    )
 
 
 @FIGURES.register("small_batch")
@@ -733,7 +804,11 @@ def small_batch(runs: pd.DataFrame, data: RunsData) -> Figure:
     ok = r[r["state"] == "complete"]
     _diverged_note(data, r)
     x = ok.apply(noise_scale, axis=1).to_numpy(float) if len(ok) else np.array([])
-    y = pd.to_numeric(ok.get("summary.test_acc"), errors="coerce").to_numpy(float) * 100 if len(ok) else np.array([])
+    y = (
+        pd.to_numeric(ok.get("summary.test_acc"), errors="coerce").to_numpy(float) * 100
+        if len(ok)
+        else np.array([])
+    )
     good = np.isfinite(x) & np.isfinite(y)
     if (~good).any():
         data.note(f"{int((~good).sum())} runs without a finite test accuracy left out")
@@ -760,9 +835,21 @@ def bn_reference(data: RunsData) -> tuple[float, float] | None:
     a = data.all_runs
     if not len(a) or "model.norm" not in a.columns or "meta.experiments" not in a.columns:
         return None
-    e1 = a[a["meta.experiments"].apply(lambda v: any(str(s).split("/")[0] == "E1" for s in (v or [])) if isinstance(v, list) else False)]
-    e1 = e1[(e1["model.norm"] == "batch") & (e1["state"] == "complete") & np.isclose(e1["optim.lr"].astype(float), 0.1)]
-    acc = pd.to_numeric(e1.get("summary.test_acc"), errors="coerce").dropna() if len(e1) else pd.Series(dtype=float)
+    e1 = a[
+        a["meta.experiments"].apply(
+            lambda v: any(str(s).split("/")[0] == "E1" for s in (v or [])) if isinstance(v, list) else False
+        )
+    ]
+    e1 = e1[
+        (e1["model.norm"] == "batch")
+        & (e1["state"] == "complete")
+        & np.isclose(e1["optim.lr"].astype(float), 0.1)
+    ]
+    acc = (
+        pd.to_numeric(e1.get("summary.test_acc"), errors="coerce").dropna()
+        if len(e1)
+        else pd.Series(dtype=float)
+    )
     if not len(acc):
         return None
     return noise_scale(e1.iloc[0]), float(acc.mean() * 100)
@@ -778,7 +865,9 @@ def bias_fix(runs: pd.DataFrame, data: RunsData) -> Figure:
     if len(t):
         share = t[t["metric"] == "top_class_share"].groupby("label", sort=False)["value"].mean()
         share.index = [s.replace(", train", "") for s in share.index]
-        ax_share.bar(np.arange(len(share)), share.to_numpy(float), color=[f"C{i % 8}" for i in range(len(share))])
+        ax_share.bar(
+            np.arange(len(share)), share.to_numpy(float), color=[f"C{i % 8}" for i in range(len(share))]
+        )
         ax_share.set_xticks(np.arange(len(share)), list(share.index), rotation=30, ha="right", fontsize=7)
         ax_share.axhline(0.1, color="0.4", ls="--", lw=0.8)
     else:

@@ -16,8 +16,14 @@ from bnlab.errors import UserError
 __all__ = ["build_report", "build_comparison"]
 
 
-def build_report(runs_root: str | Path, out_dir: str | Path | None = None, profile: str | None = None,
-                 command: str | None = None, *, only: list[str] | None = None) -> Path:
+def build_report(
+    runs_root: str | Path,
+    out_dir: str | Path | None = None,
+    profile: str | None = None,
+    command: str | None = None,
+    *,
+    only: list[str] | None = None,
+) -> Path:
     """Write report.html, report.md and figures/ for the runs under `runs_root`; returns report.html's path.
 
     profile: which runs to report (their meta.json tags "E1/<profile>"); default: reproduce.json's, else the
@@ -37,9 +43,15 @@ def build_report(runs_root: str | Path, out_dir: str | Path | None = None, profi
     return path
 
 
-def build_comparison(runs_a: str | Path, runs_b: str | Path, out_dir: str | Path | None = None,
-                     profile_a: str | None = None, profile_b: str | None = None, *,
-                     only: list[str] | None = None) -> Path:
+def build_comparison(
+    runs_a: str | Path,
+    runs_b: str | Path,
+    out_dir: str | Path | None = None,
+    profile_a: str | None = None,
+    profile_b: str | None = None,
+    *,
+    only: list[str] | None = None,
+) -> Path:
     """compare.html with the figures and verdicts of two runs roots (profiles, machines or code versions)
     side by side; returns its path (default folder: RUNS_A/compare)."""
     from bnlab.report.html import render_compare

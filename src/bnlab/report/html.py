@@ -59,9 +59,11 @@ def env_line(envs: Sequence[dict[str, Any]]) -> str:
     for e in envs:
         sha = str(e.get("git_sha") or "unknown")[:10] + (" (dirty)" if e.get("git_dirty") else "")
         dev = e.get("device_name") or e.get("device")
-        out.append(f"{e.get('runs', '?')} run(s): device {e.get('device')} ({dev}), {e.get('threads')} threads; "
-                   f"python {e.get('python')}, torch {e.get('torch')}, numpy {e.get('numpy')}, bnlab {e.get('bnlab')}, "
-                   f"cuda {e.get('cuda')}; git {sha}")
+        out.append(
+            f"{e.get('runs', '?')} run(s): device {e.get('device')} ({dev}), {e.get('threads')} threads; "
+            f"python {e.get('python')}, torch {e.get('torch')}, numpy {e.get('numpy')}, bnlab {e.get('bnlab')}, "
+            f"cuda {e.get('cuda')}; git {sha}"
+        )
     return "; ".join(out)
 
 
@@ -71,31 +73,42 @@ def runs_table(sec: Section) -> str:
         return "<p>No runs.</p>"
     data = RunsData(r)
     labels = data.labels(r)
-    head = "<tr><th>run</th><th>configuration</th><th>state</th><th>step</th><th>result</th><th>reason</th></tr>"
+    head = (
+        "<tr><th>run</th><th>configuration</th><th>state</th><th>step</th><th>result</th><th>reason</th></tr>"
+    )
     body = []
     for i, (_, row) in enumerate(r.iterrows()):
         result = []
-        for k, name in (("summary.test_acc", "test acc"), ("summary.max_stable_lr", "max stable lr"),
-                        ("summary.train_loss", "train loss")):
+        for k, name in (
+            ("summary.test_acc", "test acc"),
+            ("summary.max_stable_lr", "max stable lr"),
+            ("summary.train_loss", "train loss"),
+        ):
             if k in row.index and pd.notna(row[k]) and row[k] is not None:
                 result.append(f"{name} {fmt(row[k])}")
         reason = row.get("reason") if isinstance(row.get("reason"), str) else ""
-        body.append(f"<tr><td><code>{E(str(row['run_id']))}</code></td><td>{E(labels.iloc[i])}</td>"
-                    f"<td>{E(str(row['state']))}</td><td class='num'>{E(fmt(row.get('step')))}</td>"
-                    f"<td>{E(', '.join(result))}</td><td>{E(reason)}</td></tr>")
+        body.append(
+            f"<tr><td><code>{E(str(row['run_id']))}</code></td><td>{E(labels.iloc[i])}</td>"
+            f"<td>{E(str(row['state']))}</td><td class='num'>{E(fmt(row.get('step')))}</td>"
+            f"<td>{E(', '.join(result))}</td><td>{E(reason)}</td></tr>"
+        )
     counts = r["state"].value_counts().to_dict()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     return f"<p class='muted'>{len(r)} runs: {E(summary)}</p><table>{head}{''.join(body)}</table>"
 
 
-def values_table(rows: Sequence[Any], ours_headers: Sequence[str] = ("ours",), ours: Sequence[Sequence[Any]] | None = None) -> str:
+def values_table(
+    rows: Sequence[Any], ours_headers: Sequence[str] = ("ours",), ours: Sequence[Sequence[Any]] | None = None
+) -> str:
     heads = "".join(f"<th>{E(h)}</th>" for h in ours_headers)
     out = [f"<table><tr><th>quantity</th>{heads}<th>paper</th><th>source</th></tr>"]
     for i, row in enumerate(rows):
         vals = ours[i] if ours is not None else [row.ours]
         cells = "".join(f"<td class='num'>{E(fmt(v))}</td>" for v in vals)
-        out.append(f"<tr><td>{E(row.quantity)}</td>{cells}<td class='num'>{E(fmt(row.paper))}</td>"
-                   f"<td>{E(row.source)}</td></tr>")
+        out.append(
+            f"<tr><td>{E(row.quantity)}</td>{cells}<td class='num'>{E(fmt(row.paper))}</td>"
+            f"<td>{E(row.source)}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
@@ -121,12 +134,16 @@ def section_html(sec: Section) -> str:
         parts.append(f"<div class='banner'>{E(SMOKE_BANNER)}</div>")
     parts.append(f"<p><b>Claim</b> ({E(sec.claim_source)}): {E(s.claim)}</p>")
     parts.append(f"<p><b>Verdict:</b> {verdict_badge(sec.verdict.verdict)} {E(sec.verdict.reason)}</p>")
-    parts.append(f"<p class='muted'>Profile <b>{E(sec.profile)}</b>: {E(sec.tests or '—')} (estimated cost "
-                 f"{fmt(sec.cost_s)} s).</p>")
+    parts.append(
+        f"<p class='muted'>Profile <b>{E(sec.profile)}</b>: {E(sec.tests or '—')} (estimated cost "
+        f"{fmt(sec.cost_s)} s).</p>"
+    )
     if not len(sec.runs):
         extra = f" {sec.pending} planned run(s) not started yet." if sec.pending else ""
-        parts.append(f"<p><b>No runs of {E(s.id)} under the {E(sec.profile)} profile in this runs root.</b>{E(extra)} "
-                     f"The paper's figure: {E(sec.paper_figure)}</p>")
+        parts.append(
+            f"<p><b>No runs of {E(s.id)} under the {E(sec.profile)} profile in this runs root.</b>{E(extra)} "
+            f"The paper's figure: {E(sec.paper_figure)}</p>"
+        )
     for fo in sec.figures:
         parts.append(figure_block(fo, sec.paper_figure, sec.smoke))
     parts.append("<h3>Our numbers and the paper's</h3>")
@@ -146,34 +163,46 @@ def summary_table(sections: Sequence[Section]) -> str:
     out = ["<table><tr><th>experiment</th><th>runs</th><th>verdict</th><th>reason</th></tr>"]
     for sec in sections:
         s = sec.spec
-        out.append(f"<tr class='verdict-row' data-experiment='{E(s.id)}'><td><a href='#{E(s.id)}'>{E(s.id)}</a> "
-                   f"{E(s.name)}</td><td class='num'>{len(sec.runs)}</td><td>{verdict_badge(sec.verdict.verdict)}</td>"
-                   f"<td class='muted'>{E(sec.verdict.reason)}</td></tr>")
+        out.append(
+            f"<tr class='verdict-row' data-experiment='{E(s.id)}'><td><a href='#{E(s.id)}'>{E(s.id)}</a> "
+            f"{E(s.name)}</td><td class='num'>{len(sec.runs)}</td><td>{verdict_badge(sec.verdict.verdict)}</td>"
+            f"<td class='muted'>{E(sec.verdict.reason)}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
 
 def page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{E(title)}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{E(title)}</title>"
+        f"<meta name='viewport' content='width=device-width, initial-scale=1'><style>{CSS}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
 
 
 def render_report(study: Study) -> str:
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    head = [f"<h1>Understanding Batch Normalization — reproduction report ({E(study.profile)})</h1>",
-            f"<p class='muted'>bnlab {E(bnlab.__version__)}, built {E(now)} from <code>{E(str(study.root))}</code>.</p>"]
+    head = [
+        f"<h1>Understanding Batch Normalization — reproduction report ({E(study.profile)})</h1>",
+        f"<p class='muted'>bnlab {E(bnlab.__version__)}, built {E(now)} from <code>{E(str(study.root))}</code>.</p>",
+    ]
     if study.profile == "smoke":
-        head.append(f"<div class='banner'>{E(SMOKE_BANNER)}: every experiment runs end to end at tiny scale; "
-                    "a verdict counts only under a profile that tests its claim, so each one below is inconclusive and quotes what its rule alone gives.</div>")
+        head.append(
+            f"<div class='banner'>{E(SMOKE_BANNER)}: every experiment runs end to end at tiny scale; "
+            "a verdict counts only under a profile that tests its claim, so each one below is inconclusive and quotes what its rule alone gives.</div>"
+        )
     head.append(f"<p><b>Regenerate everything:</b> <code>{E(study.command)}</code></p>")
     head.append(f"<p class='muted'><b>Environment:</b> {E(env_line(study.env))}</p>")
     if study.other_profiles:
         other = ", ".join(f"{n} run(s) of profile {p}" for p, n in study.other_profiles.items())
-        head.append(f"<p class='muted'>Also in this runs root, not in this report: {E(other)} "
-                    f"(<code>bnlab report {E(str(study.root))} --profile P</code>).</p>")
+        head.append(
+            f"<p class='muted'>Also in this runs root, not in this report: {E(other)} "
+            f"(<code>bnlab report {E(str(study.root))} --profile P</code>).</p>"
+        )
     if study.untagged:
-        head.append(f"<p class='muted'>{study.untagged} run(s) belong to no experiment (no meta.json tag).</p>")
+        head.append(
+            f"<p class='muted'>{study.untagged} run(s) belong to no experiment (no meta.json tag).</p>"
+        )
     head.append("<h2>Verdicts</h2>")
     head.append(summary_table(study.sections))
     body = "\n".join(head) + "\n" + "\n".join(section_html(s) for s in study.sections)
@@ -183,32 +212,44 @@ def render_report(study: Study) -> str:
 def render_compare(a: Study, b: Study, names: tuple[str, str]) -> str:
     """Two studies side by side: verdicts, numbers (ours A, ours B, paper) and figures per experiment."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    parts = ["<h1>bnlab comparison</h1>", f"<p class='muted'>built {E(now)}</p>",
-             f"<table><tr><th></th><th>A</th><th>B</th></tr>"
-             f"<tr><td>runs root</td><td><code>{E(str(a.root))}</code></td><td><code>{E(str(b.root))}</code></td></tr>"
-             f"<tr><td>profile</td><td>{E(a.profile)}</td><td>{E(b.profile)}</td></tr>"
-             f"<tr><td>environment</td><td>{E(env_line(a.env))}</td><td>{E(env_line(b.env))}</td></tr>"
-             f"<tr><td>command</td><td><code>{E(a.command)}</code></td><td><code>{E(b.command)}</code></td></tr></table>"]
+    parts = [
+        "<h1>bnlab comparison</h1>",
+        f"<p class='muted'>built {E(now)}</p>",
+        f"<table><tr><th></th><th>A</th><th>B</th></tr>"
+        f"<tr><td>runs root</td><td><code>{E(str(a.root))}</code></td><td><code>{E(str(b.root))}</code></td></tr>"
+        f"<tr><td>profile</td><td>{E(a.profile)}</td><td>{E(b.profile)}</td></tr>"
+        f"<tr><td>environment</td><td>{E(env_line(a.env))}</td><td>{E(env_line(b.env))}</td></tr>"
+        f"<tr><td>command</td><td><code>{E(a.command)}</code></td><td><code>{E(b.command)}</code></td></tr></table>",
+    ]
     if "smoke" in (a.profile, b.profile):
         parts.append(f"<div class='banner'>{E(SMOKE_BANNER)} (profile smoke on one side)</div>")
     parts.append("<h2>Verdicts</h2><table><tr><th>experiment</th><th>A</th><th>B</th></tr>")
     for sa, sb in zip(a.sections, b.sections):
-        parts.append(f"<tr class='verdict-row' data-experiment='{E(sa.spec.id)}'><td><a href='#{E(sa.spec.id)}'>"
-                     f"{E(sa.spec.id)}</a> {E(sa.spec.name)}</td><td>{verdict_badge(sa.verdict.verdict)}</td>"
-                     f"<td>{verdict_badge(sb.verdict.verdict)}</td></tr>")
+        parts.append(
+            f"<tr class='verdict-row' data-experiment='{E(sa.spec.id)}'><td><a href='#{E(sa.spec.id)}'>"
+            f"{E(sa.spec.id)}</a> {E(sa.spec.name)}</td><td>{verdict_badge(sa.verdict.verdict)}</td>"
+            f"<td>{verdict_badge(sb.verdict.verdict)}</td></tr>"
+        )
     parts.append("</table>")
     for sa, sb in zip(a.sections, b.sections):
         s = sa.spec
         parts.append(f"<h2 id='{E(s.id)}'>{E(s.id)} · {E(s.name)}</h2><p><b>Claim:</b> {E(s.claim)}</p>")
-        parts.append(f"<div class='cols'><div><b>A</b> ({E(a.profile)}): {verdict_badge(sa.verdict.verdict)} "
-                     f"{E(sa.verdict.reason)}</div><div><b>B</b> ({E(b.profile)}): "
-                     f"{verdict_badge(sb.verdict.verdict)} {E(sb.verdict.reason)}</div></div>")
+        parts.append(
+            f"<div class='cols'><div><b>A</b> ({E(a.profile)}): {verdict_badge(sa.verdict.verdict)} "
+            f"{E(sa.verdict.reason)}</div><div><b>B</b> ({E(b.profile)}): "
+            f"{verdict_badge(sb.verdict.verdict)} {E(sb.verdict.reason)}</div></div>"
+        )
         # numbers: the union of quantities, A's order first
         by_b = {r.quantity: r for r in sb.rows}
         rows = list(sa.rows) + [r for r in sb.rows if r.quantity not in {x.quantity for x in sa.rows}]
         by_a = {r.quantity: r for r in sa.rows}
-        ours = [[by_a[r.quantity].ours if r.quantity in by_a else None,
-                 by_b[r.quantity].ours if r.quantity in by_b else None] for r in rows]
+        ours = [
+            [
+                by_a[r.quantity].ours if r.quantity in by_a else None,
+                by_b[r.quantity].ours if r.quantity in by_b else None,
+            ]
+            for r in rows
+        ]
         parts.append(values_table(rows, (f"A: {names[0]}", f"B: {names[1]}"), ours))
         figs_b = {f.name: f for f in sb.figures}
         names_all = list(dict.fromkeys([f.name for f in sa.figures] + [f.name for f in sb.figures]))
@@ -222,11 +263,15 @@ def render_compare(a: Study, b: Study, names: tuple[str, str]) -> str:
                     cells.append(f"<div><b>{side}</b><div class='error'>{E(fo.error)}</div></div>")
                 else:
                     notes = "<br>".join(E(n) for n in fo.notes)
-                    cells.append(f"<div><b>{side}</b><br><img style='width:100%' alt='{E(name)}' src=\"{fo.data_uri}\">"
-                                 f"<div class='caption'>{notes}</div></div>")
+                    cells.append(
+                        f"<div><b>{side}</b><br><img style='width:100%' alt='{E(name)}' src=\"{fo.data_uri}\">"
+                        f"<div class='caption'>{notes}</div></div>"
+                    )
             parts.append(f"<h3>{E(name)}</h3><div class='cols'>{''.join(cells)}</div>")
-        parts.append(f"<p class='muted'>Runs: A {len(sa.runs)} ({E(_states(sa.runs))}), "
-                     f"B {len(sb.runs)} ({E(_states(sb.runs))}).</p>")
+        parts.append(
+            f"<p class='muted'>Runs: A {len(sa.runs)} ({E(_states(sa.runs))}), "
+            f"B {len(sb.runs)} ({E(_states(sb.runs))}).</p>"
+        )
     return page("bnlab comparison", "\n".join(parts))
 
 

@@ -74,10 +74,18 @@ def e1(data: RunsData) -> Quantities:
                 data.note(f"{name}, lr {lr:g}: no complete run ({', '.join(g['state'].astype(str))})")
     q["BN - no BN test acc at lr 0.0001 (points)"] = acc[("batch", 0.0001)] - acc[("none", 0.0001)]
     q["BN lr 0.1 - BN lr 0.0001 test acc (points)"] = acc[("batch", 0.1)] - acc[("batch", 0.0001)]
-    big = r[(r.get("model.norm") == "none") & (pd.to_numeric(r.get("optim.lr"), errors="coerce") >= 0.003)] if len(r) else r
-    q["share of no-BN runs at lr >= 0.003 that diverge"] = float((big["state"] == "diverged").mean()) if len(big) else NAN
+    big = (
+        r[(r.get("model.norm") == "none") & (pd.to_numeric(r.get("optim.lr"), errors="coerce") >= 0.003)]
+        if len(r)
+        else r
+    )
+    q["share of no-BN runs at lr >= 0.003 that diverge"] = (
+        float((big["state"] == "diverged").mean()) if len(big) else NAN
+    )
     bn = _sel(r, model__norm="batch", optim__lr=0.1)
-    q["final train acc, BN, lr 0.1 (%)"] = _mean(bn[bn["state"] == "complete"].get("summary.train_acc", pd.Series(dtype=float))) * 100
+    q["final train acc, BN, lr 0.1 (%)"] = (
+        _mean(bn[bn["state"] == "complete"].get("summary.train_acc", pd.Series(dtype=float))) * 100
+    )
     return q
 
 
@@ -88,14 +96,18 @@ def e2(data: RunsData) -> Quantities:
     if t.empty:
         return q
     nb = t[t["metric"] == "noise_over_bound"]
-    for mode, name in (("none", "no-BN noise / bound alpha^2 C/|B| (max over steps)"),
-                       ("batch_stats", "BN noise / bound (max over steps; bound's premise fails with BN)")):
+    for mode, name in (
+        ("none", "no-BN noise / bound alpha^2 C/|B| (max over steps)"),
+        ("batch_stats", "BN noise / bound (max over steps; bound's premise fails with BN)"),
+    ):
         v = pd.to_numeric(nb[nb["norm_mode"] == mode]["value"], errors="coerce")
         q[name] = float(v.max()) if v.notna().any() else NAN
     noise = t[t["metric"] == "noise"]
     first = noise[noise["step"] == noise["step"].min()]
-    q["BN / no-BN noise at the first probe"] = _ratio(_mean(first[first["norm_mode"] == "batch_stats"]["value"]),
-                                                      _mean(first[first["norm_mode"] == "none"]["value"]))
+    q["BN / no-BN noise at the first probe"] = _ratio(
+        _mean(first[first["norm_mode"] == "batch_stats"]["value"]),
+        _mean(first[first["norm_mode"] == "none"]["value"]),
+    )
     return q
 
 
@@ -112,7 +124,9 @@ def e3(data: RunsData) -> Quantities:
         g = t[t["norm"] == norm]
         q[f"{name} std of dL/dK at layer 55"] = _mean(g[g["metric"] == "std"]["value"])
         q[f"{name} excess kurtosis at layer 55"] = _mean(g[g["metric"] == "kurtosis"]["value"])
-    q["no-BN / BN std of dL/dK at layer 55"] = _ratio(q["no-BN std of dL/dK at layer 55"], q["BN std of dL/dK at layer 55"])
+    q["no-BN / BN std of dL/dK at layer 55"] = _ratio(
+        q["no-BN std of dL/dK at layer 55"], q["BN std of dL/dK at layer 55"]
+    )
     if r["model.init.conv"].nunique() == 1:
         data.note(f"E3 numbers from {r['model.init.conv'].iloc[0]} init, {len(r)} runs")
     return q
@@ -140,7 +154,9 @@ def e4(data: RunsData) -> Quantities:
     t = t[(t["metric"] == "ratio") & (t.get("direction", "gradient") == "gradient")]
     for mode, name in (("batch_stats", "BN"), ("none", "no BN")):
         g = t[t["norm_mode"] == mode]
-        q[f"largest helpful step (r < 1), {name}"] = _median([_helpful(s) for _, s in g.groupby("step")]) if len(g) else NAN
+        q[f"largest helpful step (r < 1), {name}"] = (
+            _median([_helpful(s) for _, s in g.groupby("step")]) if len(g) else NAN
+        )
         if mode == "batch_stats" and len(g):
             first = g[g["step"] == g["step"].min()]
             fin = first[np.isfinite(first["value"].astype(float))]
@@ -152,8 +168,9 @@ def e4(data: RunsData) -> Quantities:
             first = g[g["step"] == g["step"].min()]
             j = (np.log(first["eta"].astype(float)) - np.log(5e-3)).abs().idxmin()
             q["r at eta ~ 5e-3, no BN"] = float(first.loc[j, "value"])
-    q["BN / no-BN largest helpful step"] = _ratio(q.get("largest helpful step (r < 1), BN", NAN),
-                                                  q.get("largest helpful step (r < 1), no BN", NAN))
+    q["BN / no-BN largest helpful step"] = _ratio(
+        q.get("largest helpful step (r < 1), BN", NAN), q.get("largest helpful step (r < 1), no BN", NAN)
+    )
     return q
 
 
@@ -164,7 +181,9 @@ def e5(data: RunsData) -> Quantities:
         arr = data.arrays(row, "diverging_step")
         layers = [k[5:] for k in arr if k.startswith("mean/")]
         if not layers or "s" not in arr:
-            data.note(f"run {row['run_id']} did not diverge: no diverging update, E5's numbers are not measured")
+            data.note(
+                f"run {row['run_id']} did not diverge: no diverging update, E5's numbers are not measured"
+            )
             continue
         with np.errstate(all="ignore"):
             first = np.log10(np.nanmax(np.abs(arr[f"mean/{layers[0]}"][-1])))
@@ -222,7 +241,9 @@ def e7(data: RunsData) -> Quantities:
     q["top-class share, no BN (post-act)"] = metric(_sel(post, model__norm="none"), "top_class_share")
     q["top-class share, BN (post-act)"] = metric(_sel(post, model__norm="batch"), "top_class_share")
     q["BN / no-BN input dependence of the softmax output"] = _ratio(
-        metric(_sel(post, model__norm="batch"), "input_dependence"), metric(_sel(post, model__norm="none"), "input_dependence"))
+        metric(_sel(post, model__norm="batch"), "input_dependence"),
+        metric(_sel(post, model__norm="none"), "input_dependence"),
+    )
     labels = data.labels(r)
     for i, (_, row) in enumerate(r.iterrows()):
         q[f"top-class share, {labels.iloc[i]}"] = metric(r[r["run_id"] == row["run_id"]], "top_class_share")
@@ -258,9 +279,11 @@ def e9(data: RunsData) -> Quantities:
     for norm, name in (("none", "no-BN"), ("batch", "BN")):
         for matrix in ("gradient", "activation"):
             q[f"{name} median top-1 share of {matrix} sigma^2"] = _median(
-                t[(t["norm"] == norm) & (t["matrix"] == matrix)]["value"])
-    q["no-BN / BN median top-1 share"] = _ratio(q["no-BN median top-1 share of gradient sigma^2"],
-                                                q["BN median top-1 share of gradient sigma^2"])
+                t[(t["norm"] == norm) & (t["matrix"] == matrix)]["value"]
+            )
+    q["no-BN / BN median top-1 share"] = _ratio(
+        q["no-BN median top-1 share of gradient sigma^2"], q["BN median top-1 share of gradient sigma^2"]
+    )
     return q
 
 
@@ -276,10 +299,18 @@ def e9b(data: RunsData) -> Quantities:
     def med(norm: str, metric: str) -> float:
         return _median(t[(t["norm"] == norm) & (t["metric"] == metric)]["value"])
 
-    q["no-BN / BN median intra-minibatch variance"] = _ratio(med("none", "intra_batch"), med("batch", "intra_batch"))
-    q["no-BN / BN median intra-layer variance"] = _ratio(med("none", "intra_layer"), med("batch", "intra_layer"))
-    q["BN median intra-minibatch / intra-layer variance"] = _ratio(med("batch", "intra_batch"), med("batch", "intra_layer"))
-    q["no-BN median intra-minibatch / intra-layer variance"] = _ratio(med("none", "intra_batch"), med("none", "intra_layer"))
+    q["no-BN / BN median intra-minibatch variance"] = _ratio(
+        med("none", "intra_batch"), med("batch", "intra_batch")
+    )
+    q["no-BN / BN median intra-layer variance"] = _ratio(
+        med("none", "intra_layer"), med("batch", "intra_layer")
+    )
+    q["BN median intra-minibatch / intra-layer variance"] = _ratio(
+        med("batch", "intra_batch"), med("batch", "intra_layer")
+    )
+    q["no-BN median intra-minibatch / intra-layer variance"] = _ratio(
+        med("none", "intra_batch"), med("none", "intra_layer")
+    )
     return q
 
 
@@ -305,7 +336,9 @@ def e10(data: RunsData) -> Quantities:
         ks = s[(s["metric"] == "ks") & (s["dist"] == "gaussian")]
         q["max KS distance to Theorem 1 (Gaussian, all M)"] = float(ks["value"].max()) if len(ks) else NAN
         if len(ks):
-            data.note(f"Theorem 1 at N = {int(ks['n'].iloc[0])}, M = {', '.join(str(int(m)) for m in sorted(ks['m'].unique()))}")
+            data.note(
+                f"Theorem 1 at N = {int(ks['n'].iloc[0])}, M = {', '.join(str(int(m)) for m in sorted(ks['m'].unique()))}"
+            )
     c = data.probe("rmt_condition", r)
     if len(c):
         c = c[(c["metric"] == "ln_kappa") & (c["dist"] == "gaussian")]
@@ -319,7 +352,8 @@ def e10(data: RunsData) -> Quantities:
             deepest = ex["depth"].max()
             q["BN-normalized / plain ln kappa at the deepest product"] = _ratio(
                 _mean(ex[(ex["product"] == "normalized") & (ex["depth"] == deepest)]["value"]),
-                _mean(ex[(ex["product"] == "plain") & (ex["depth"] == deepest)]["value"]))
+                _mean(ex[(ex["product"] == "plain") & (ex["depth"] == deepest)]["value"]),
+            )
     return q
 
 
@@ -346,11 +380,13 @@ def e11a(data: RunsData) -> Quantities:
     none = t[t["model.norm"] == "none"]
     if len(none):
         depths = sorted(none["model.depth"].unique())
-        q["no-BN max stable lr, shallowest / deepest"] = _ratio(_lr(none[none["model.depth"] == depths[0]]),
-                                                                _lr(none[none["model.depth"] == depths[-1]]))
+        q["no-BN max stable lr, shallowest / deepest"] = _ratio(
+            _lr(none[none["model.depth"] == depths[0]]), _lr(none[none["model.depth"] == depths[-1]])
+        )
         deep = t[t["model.depth"] == depths[-1]]
-        q["BN / no-BN max stable lr at the deepest depth"] = _ratio(_lr(deep[deep["model.norm"] == "batch"]),
-                                                                   _lr(deep[deep["model.norm"] == "none"]))
+        q["BN / no-BN max stable lr at the deepest depth"] = _ratio(
+            _lr(deep[deep["model.norm"] == "batch"]), _lr(deep[deep["model.norm"] == "none"])
+        )
     _lr_quantities(data, t, q)
     return q
 
@@ -363,20 +399,37 @@ def e11b(data: RunsData) -> Quantities:
     if len(t):
         lr = {p: _lr(t[t["model.placement"] == p]) for p in ("all", "none", *finals)}
         gain = np.log10(lr["all"]) - np.log10(lr["none"]) if lr["all"] > 0 and lr["none"] > 0 else NAN
-        shares = [(np.log10(lr[p]) - np.log10(lr["none"])) / gain for p in finals
-                  if np.isfinite(gain) and gain != 0 and lr[p] > 0]
-        q["share of BN's log10 max-lr gain captured by the best single final norm"] = max(shares) if shares else NAN
+        shares = [
+            (np.log10(lr[p]) - np.log10(lr["none"])) / gain
+            for p in finals
+            if np.isfinite(gain) and gain != 0 and lr[p] > 0
+        ]
+        q["share of BN's log10 max-lr gain captured by the best single final norm"] = (
+            max(shares) if shares else NAN
+        )
         if np.isfinite(gain) and gain == 0:
             data.note("BN and no norm have the same max stable lr: the share of BN's gain is undefined")
         _lr_quantities(data, t, q)
-    tr = data.usable(data.runs[data.runs["task"] == "train"]) if "task" in data.runs.columns else pd.DataFrame()
+    tr = (
+        data.usable(data.runs[data.runs["task"] == "train"])
+        if "task" in data.runs.columns
+        else pd.DataFrame()
+    )
     if len(tr):
         done = tr[tr["state"] == "complete"]
-        acc = {p: _mean(done[done["model.placement"] == p].get("summary.test_acc", pd.Series(dtype=float))) * 100
-               for p in ("all", "none", *finals)}
+        acc = {
+            p: _mean(done[done["model.placement"] == p].get("summary.test_acc", pd.Series(dtype=float))) * 100
+            for p in ("all", "none", *finals)
+        }
         gain = acc["all"] - acc["none"]
-        shares = [(acc[p] - acc["none"]) / gain for p in finals if np.isfinite(acc[p]) and np.isfinite(gain) and gain != 0]
-        q["share of BN's test-acc gain (at the spec's lr) captured by the best single final norm"] = max(shares) if shares else NAN
+        shares = [
+            (acc[p] - acc["none"]) / gain
+            for p in finals
+            if np.isfinite(acc[p]) and np.isfinite(gain) and gain != 0
+        ]
+        q["share of BN's test-acc gain (at the spec's lr) captured by the best single final norm"] = (
+            max(shares) if shares else NAN
+        )
         for p, a in acc.items():
             q[f"test acc, norm: {p} (%)"] = a
     return q
@@ -390,8 +443,12 @@ def e12a(data: RunsData) -> Quantities:
         return q
     none = _lr(t[t["model.norm"] == "none"])
     others = [n for n in dict.fromkeys(t["model.norm"]) if n not in ("none", "batch")]
-    big = [_lr(t[t["model.norm"] == n]) >= 10 * none for n in others if np.isfinite(_lr(t[t["model.norm"] == n]))]
-    q["share of the other norms with max stable lr >= 10x no norm"] = float(np.mean(big)) if big and np.isfinite(none) else NAN
+    big = [
+        _lr(t[t["model.norm"] == n]) >= 10 * none for n in others if np.isfinite(_lr(t[t["model.norm"] == n]))
+    ]
+    q["share of the other norms with max stable lr >= 10x no norm"] = (
+        float(np.mean(big)) if big and np.isfinite(none) else NAN
+    )
     q["BN / no-norm max stable lr"] = _ratio(_lr(t[t["model.norm"] == "batch"]), none)
     _lr_quantities(data, t, q)
     return q
@@ -417,7 +474,9 @@ def e12b(data: RunsData) -> Quantities:
         q["share of the BN - no-BN accuracy gap closed by the smallest batch"] = NAN
     else:
         q["BN reference test acc, lr 0.1 (%)"] = ref[1]
-        q["share of the BN - no-BN accuracy gap closed by the smallest batch"] = _ratio(small - large, ref[1] - large)
+        q["share of the BN - no-BN accuracy gap closed by the smallest batch"] = _ratio(
+            small - large, ref[1] - large
+        )
     return q
 
 
@@ -432,7 +491,8 @@ def e12c(data: RunsData) -> Quantities:
             runs = _sel(tr, model__norm="none")
             runs = runs[runs["model.init.balanced_output_bias"].astype(bool) == bal]
             q[f"no-BN top-class share, {name} bias"] = _mean(
-                t[t["run_id"].isin(runs["run_id"]) & (t["metric"] == "top_class_share")]["value"])
+                t[t["run_id"].isin(runs["run_id"]) & (t["metric"] == "top_class_share")]["value"]
+            )
     lt = max_lr_table(data.runs, data)
     if len(lt):
         none = lt[lt["model.norm"] == "none"]
@@ -448,7 +508,11 @@ def e12d(data: RunsData) -> Quantities:
     q: Quantities = {}
     if not len(t):
         return q
-    base = t[(t["model.init.conv"] == "xavier") & ~t["model.fixup"].astype(bool) & ~t["model.skipinit"].astype(bool)]
+    base = t[
+        (t["model.init.conv"] == "xavier")
+        & ~t["model.fixup"].astype(bool)
+        & ~t["model.skipinit"].astype(bool)
+    ]
     others = t.drop(base.index)
     best = max((_lr(others.loc[[i]]) for i in others.index), default=NAN)
     q["best other init / xavier max stable lr (no BN)"] = _ratio(best, _lr(base))
@@ -465,10 +529,16 @@ def e12e(data: RunsData) -> Quantities:
         f = g[(g["metric"] == "input_independent_fraction") & (g["layer"] == "model")]
         first = f[f["step"] == f["step"].min()]
         q["no-BN / BN input-independent gradient fraction (first probe)"] = _ratio(
-            _mean(first[first["norm_mode"] == "none"]["value"]), _mean(first[first["norm_mode"] == "batch_stats"]["value"]))
+            _mean(first[first["norm_mode"] == "none"]["value"]),
+            _mean(first[first["norm_mode"] == "batch_stats"]["value"]),
+        )
         rad = g[(g["metric"] == "radial_fraction") & (g.get("direction") == "mean_gradient")]
-        q["median radial fraction of the mean gradient, BN"] = _median(rad[rad["norm_mode"] == "batch_stats"]["value"])
-        q["median radial fraction of the mean gradient, no BN"] = _median(rad[rad["norm_mode"] == "none"]["value"])
+        q["median radial fraction of the mean gradient, BN"] = _median(
+            rad[rad["norm_mode"] == "batch_stats"]["value"]
+        )
+        q["median radial fraction of the mean gradient, no BN"] = _median(
+            rad[rad["norm_mode"] == "none"]["value"]
+        )
     h = data.probe("hessian_top_eig", r)
     if len(h):
         for mode, name in (("none", "no BN"), ("batch_stats", "BN")):

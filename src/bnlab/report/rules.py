@@ -55,7 +55,9 @@ def evaluate(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
 
 def _field(rule: Mapping[str, Any], key: str) -> Any:
     if key not in rule:
-        raise UserError(f"verdict rule {rule.get('kind')!r} needs the field {key!r}; add it in paper_values.yaml")
+        raise UserError(
+            f"verdict rule {rule.get('kind')!r} needs the field {key!r}; add it in paper_values.yaml"
+        )
     return rule[key]
 
 
@@ -93,8 +95,13 @@ def value_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verd
     if v is None:
         return _missing(name, values)
     p = rule.get("partly")
-    return _graded(v >= t, None if p is None else v >= float(p), f"'{name}' = {_g(v)}", f">= {_g(t)}",
-                   None if p is None else f">= {_g(float(p))}")
+    return _graded(
+        v >= t,
+        None if p is None else v >= float(p),
+        f"'{name}' = {_g(v)}",
+        f">= {_g(t)}",
+        None if p is None else f">= {_g(float(p))}",
+    )
 
 
 @RULES.register("value_at_most")
@@ -105,8 +112,13 @@ def value_at_most(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdi
     if v is None:
         return _missing(name, values)
     p = rule.get("partly")
-    return _graded(v <= t, None if p is None else v <= float(p), f"'{name}' = {_g(v)}", f"<= {_g(t)}",
-                   None if p is None else f"<= {_g(float(p))}")
+    return _graded(
+        v <= t,
+        None if p is None else v <= float(p),
+        f"'{name}' = {_g(v)}",
+        f"<= {_g(t)}",
+        None if p is None else f"<= {_g(float(p))}",
+    )
 
 
 @RULES.register("abs_at_most")
@@ -117,8 +129,13 @@ def abs_at_most(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict
     if v is None:
         return _missing(name, values)
     p = rule.get("partly")
-    return _graded(abs(v) <= t, None if p is None else abs(v) <= float(p), f"|'{name}'| = {_g(abs(v))}",
-                   f"<= {_g(t)}", None if p is None else f"<= {_g(float(p))}")
+    return _graded(
+        abs(v) <= t,
+        None if p is None else abs(v) <= float(p),
+        f"|'{name}'| = {_g(abs(v))}",
+        f"<= {_g(t)}",
+        None if p is None else f"<= {_g(float(p))}",
+    )
 
 
 @RULES.register("ratio_at_least")
@@ -143,8 +160,13 @@ def ratio_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verd
     if v <= 0:
         return Verdict("inconclusive", f"'{name}' = {_g(v)} is not a positive ratio")
     p = rule.get("partly")
-    return _graded(v >= t, None if p is None else v >= float(p), f"'{name}' = {_g(v)}", f">= {_g(t)}",
-                   None if p is None else f">= {_g(float(p))}")
+    return _graded(
+        v >= t,
+        None if p is None else v >= float(p),
+        f"'{name}' = {_g(v)}",
+        f">= {_g(t)}",
+        None if p is None else f">= {_g(float(p))}",
+    )
 
 
 @RULES.register("value_within")
@@ -159,7 +181,11 @@ def value_within(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdic
     weak = None
     if plo is not None or phi is not None:
         weak = (plo is None or v >= float(plo)) and (phi is None or v <= float(phi))
-    pr = None if weak is None else f"[{_g(float(plo) if plo is not None else -math.inf)}, {_g(float(phi) if phi is not None else math.inf)}]"
+    pr = (
+        None
+        if weak is None
+        else f"[{_g(float(plo) if plo is not None else -math.inf)}, {_g(float(phi) if phi is not None else math.inf)}]"
+    )
     return _graded(lo <= v <= hi, weak, f"'{name}' = {_g(v)}", f"[{_g(lo)}, {_g(hi)}]", pr)
 
 

@@ -32,7 +32,18 @@ from bnlab.store.files import read_json
 
 log = logging.getLogger("bnlab.report")
 SMOKE_BANNER = "smoke — plumbing check — not comparable with the paper"
-ENV_KEYS = ("device", "device_name", "python", "torch", "numpy", "bnlab", "cuda", "threads", "git_sha", "git_dirty")
+ENV_KEYS = (
+    "device",
+    "device_name",
+    "python",
+    "torch",
+    "numpy",
+    "bnlab",
+    "cuda",
+    "threads",
+    "git_sha",
+    "git_dirty",
+)
 
 
 def style_path() -> Path:
@@ -115,7 +126,9 @@ def resolve_profile(runs: pd.DataFrame, profile: str | None, reproduce: dict[str
         return profile
     if reproduce.get("profile") in PROFILES:
         return str(reproduce["profile"])
-    tags = Counter(t.split("/", 1)[1] for v in runs.get("meta.experiments", []) for t in experiments_of(v) if "/" in t)
+    tags = Counter(
+        t.split("/", 1)[1] for v in runs.get("meta.experiments", []) for t in experiments_of(v) if "/" in t
+    )
     return tags.most_common(1)[0][0] if tags else "smoke"
 
 
@@ -153,11 +166,23 @@ def _finite(v: object) -> float | None:
 
 
 def _watermark(fig: matplotlib.figure.Figure) -> None:
-    fig.text(0.5, 0.5, "SMOKE — not comparable with the paper", ha="center", va="center", rotation=20,
-             fontsize=20, color="red", alpha=0.13, zorder=1000)
+    fig.text(
+        0.5,
+        0.5,
+        "SMOKE — not comparable with the paper",
+        ha="center",
+        va="center",
+        rotation=20,
+        fontsize=20,
+        color="red",
+        alpha=0.13,
+        zorder=1000,
+    )
 
 
-def render_figure(name: str, runs: pd.DataFrame, data: RunsData, out: Path, stem: str, smoke: bool) -> FigureOut:
+def render_figure(
+    name: str, runs: pd.DataFrame, data: RunsData, out: Path, stem: str, smoke: bool
+) -> FigureOut:
     """Draw one figure under the bnlab style into out/<stem>.{png,pdf}; an exception becomes `error`."""
     try:
         fn = FIGURES.get(name)
@@ -193,21 +218,37 @@ def _command(root: Path, profile: str, reproduce: dict[str, Any], spec: Spec | N
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def collect_section(spec: Spec, runs: pd.DataFrame, all_runs: pd.DataFrame, root: Path, profile: str,
-                    figures_dir: Path, reproduce: dict[str, Any], stem_prefix: str = "") -> Section:
+def collect_section(
+    spec: Spec,
+    runs: pd.DataFrame,
+    all_runs: pd.DataFrame,
+    root: Path,
+    profile: str,
+    figures_dir: Path,
+    reproduce: dict[str, Any],
+    stem_prefix: str = "",
+) -> Section:
     pv = paper_values()
     entry = pv["experiments"].get(spec.id, {}) or {}
     comparable_profiles = entry.get("comparable_profiles", pv.get("comparable_profiles", []))
     prof = spec.profile(profile)
     tag = f"{spec.id}/{profile}"
-    mine = runs[runs["meta.experiments"].apply(lambda v: tag in experiments_of(v))] if len(runs) and "meta.experiments" in runs.columns else runs.iloc[0:0]
+    mine = (
+        runs[runs["meta.experiments"].apply(lambda v: tag in experiments_of(v))]
+        if len(runs) and "meta.experiments" in runs.columns
+        else runs.iloc[0:0]
+    )
     mine = mine.reset_index(drop=True)
     figures: list[FigureOut] = []
     notes: list[str] = []
     if len(mine):
         for name in spec.figures:
             data = RunsData(mine, all_runs)
-            figures.append(render_figure(name, mine, data, figures_dir, f"{stem_prefix}{spec.id}_{name}", profile == "smoke"))
+            figures.append(
+                render_figure(
+                    name, mine, data, figures_dir, f"{stem_prefix}{spec.id}_{name}", profile == "smoke"
+                )
+            )
     q: dict[str, float] = {}
     if len(mine) and spec.id in QUANTITIES:
         data = RunsData(mine, all_runs)
@@ -236,23 +277,50 @@ def collect_section(spec: Spec, runs: pd.DataFrame, all_runs: pd.DataFrame, root
         except UserError as e:
             rule_verdict = Verdict("inconclusive", f"the verdict rule is malformed: {e}")
         if prof.skip:
-            verdict = Verdict("inconclusive", f"not run under the {profile} profile ({prof.tests or 'skipped'})")
+            verdict = Verdict(
+                "inconclusive", f"not run under the {profile} profile ({prof.tests or 'skipped'})"
+            )
         elif not len(mine):
-            verdict = Verdict("inconclusive", f"no runs of {spec.id} under the {profile} profile in this runs root")
+            verdict = Verdict(
+                "inconclusive", f"no runs of {spec.id} under the {profile} profile in this runs root"
+            )
         elif profile not in comparable_profiles:
-            verdict = Verdict("inconclusive", f"the {profile} profile does not test this claim ({prof.tests or 'plumbing'});"
-                              f" the rule alone gives '{rule_verdict.verdict}': {rule_verdict.reason}")
+            verdict = Verdict(
+                "inconclusive",
+                f"the {profile} profile does not test this claim ({prof.tests or 'plumbing'});"
+                f" the rule alone gives '{rule_verdict.verdict}': {rule_verdict.reason}",
+            )
         else:
             verdict = rule_verdict
     reproduce_cmd = _command(root, profile, reproduce, spec)
-    return Section(spec=spec, profile=profile, runs=mine, pending=_pending(root, tag), figures=figures, rows=rows,
-                   verdict=verdict, rule_verdict=rule_verdict, notes=notes, env=_env(mine), command=reproduce_cmd,
-                   paper_figure=str(entry.get("paper_figure", spec.paper)), claim_source=str(entry.get("claim_source", "")),
-                   tests=prof.tests, cost_s=prof.cost_s, comparable=profile in comparable_profiles)
+    return Section(
+        spec=spec,
+        profile=profile,
+        runs=mine,
+        pending=_pending(root, tag),
+        figures=figures,
+        rows=rows,
+        verdict=verdict,
+        rule_verdict=rule_verdict,
+        notes=notes,
+        env=_env(mine),
+        command=reproduce_cmd,
+        paper_figure=str(entry.get("paper_figure", spec.paper)),
+        claim_source=str(entry.get("claim_source", "")),
+        tests=prof.tests,
+        cost_s=prof.cost_s,
+        comparable=profile in comparable_profiles,
+    )
 
 
-def collect(root: str | Path, figures_dir: Path, profile: str | None = None, command: str | None = None,
-            stem_prefix: str = "", only: list[str] | None = None) -> Study:
+def collect(
+    root: str | Path,
+    figures_dir: Path,
+    profile: str | None = None,
+    command: str | None = None,
+    stem_prefix: str = "",
+    only: list[str] | None = None,
+) -> Study:
     """Every experiment spec's section (or those `only` names) for the runs under `root` (figures written
     into `figures_dir`)."""
     root = Path(root)
@@ -263,7 +331,10 @@ def collect(root: str | Path, figures_dir: Path, profile: str | None = None, com
     reproduce = read_json(root / "reproduce.json", {}) or {}
     prof = resolve_profile(runs, profile, reproduce)
     cmd = command or reproduce.get("command") or _command(root, prof, reproduce, None)
-    sections = [collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix) for s in (find_specs(only) if only else all_specs())]
+    sections = [
+        collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix)
+        for s in (find_specs(only) if only else all_specs())
+    ]
     other: Counter[str] = Counter()
     untagged = 0
     for v in runs.get("meta.experiments", pd.Series(dtype=object)):
@@ -275,5 +346,12 @@ def collect(root: str | Path, figures_dir: Path, profile: str | None = None, com
                 other[t.split("/", 1)[1]] += 1
     if "meta.experiments" not in runs.columns:
         untagged = len(runs)
-    return Study(root=root, profile=prof, sections=sections, command=str(cmd), env=_env(runs),
-                 other_profiles=dict(other), untagged=untagged)
+    return Study(
+        root=root,
+        profile=prof,
+        sections=sections,
+        command=str(cmd),
+        env=_env(runs),
+        other_profiles=dict(other),
+        untagged=untagged,
+    )
