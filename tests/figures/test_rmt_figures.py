@@ -33,15 +33,22 @@ def test_condition_lyapunov_universality_figures():
     assert len(figs.universality_figure(sp).get_axes()[0].patches) == 2
 
 
-def test_jacobian_figure_skips_infinite_kappa():
+def test_jacobian_figure_marks_float_floor():
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t = study.mlp_jacobians(width=8, depths=(1, 2), activations=("relu",), batch=16, examples=1).table
+        t = study.mlp_jacobians(
+            width=8, depths=(1, 2), activations=("relu", "linear"), batch=16, examples=1
+        ).table
     finally:
         torch.set_num_threads(old)
     fig = figs.jacobian_figure(t)
-    for line in fig.get_axes()[0].lines:
+    relu, linear = fig.get_axes()
+    labels = [ln.get_label() for ln in relu.lines]
+    # per-example ReLU Jacobians are singular: all-sv kappa only as hollow floor markers, never a line
+    assert "no BN, all sv" not in labels and "no BN: beyond float64 floor" in labels
+    assert "no BN, exact product" in [ln.get_label() for ln in linear.lines]
+    for line in relu.lines + linear.lines:
         assert np.all(np.isfinite(np.asarray(line.get_ydata(), float)))
     with pytest.raises(UserError):
         figs.jacobian_figure(t.assign(probe="other"))

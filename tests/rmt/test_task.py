@@ -89,3 +89,11 @@ def test_cli_spectra(tmp_path, capsys):
     for f in ("spectra.csv", "ks.csv", "spectra.png", "spectra_rademacher.png", "universality.png"):
         assert (tmp_path / f).stat().st_size > 0
     assert len(pd.read_csv(tmp_path / "ks.csv")) == 4
+
+
+def test_mlp_jacobians_exact_product_row_matches_dense():
+    t = study.mlp_jacobians(width=8, depths=(2,), activations=("linear",), batch=16, examples=1).table
+    t = t[~t["bn"]]
+    dense = t[t["metric"] == "ln_kappa"]["value"].iloc[0]
+    exact = t[t["metric"] == "ln_kappa_exact_product"]["value"].iloc[0]
+    assert exact == pytest.approx(dense, rel=1e-9)

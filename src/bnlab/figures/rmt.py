@@ -171,9 +171,10 @@ def condition_figure(table: pd.DataFrame) -> Figure:
 def jacobian_figure(table: pd.DataFrame) -> Figure:
     """ln kappa of input-output Jacobians vs depth (mean over examples), per activation, with and without BN.
 
-    Solid: ln kappa over all singular values (infinite for per-example ReLU Jacobians, so not drawn);
-    dashed: over the nonzero ones; hollow markers: at the float64 floor (resolved = 0). The dotted line is
-    the Gaussian Lyapunov slope depth (lambda_1 - lambda_n) for the width.
+    Solid: ln kappa over all singular values where resolved; hollow triangles at ln(1/(width eps)):
+    beyond the float64 floor (resolved = 0; per-example ReLU Jacobians are singular); dashed: over the nonzero singular values;
+    dotted: exact graded-product value (linear, no BN). Black dotted: the Gaussian Lyapunov slope
+    depth (lambda_1 - lambda_n) for the width.
     """
     t = _rows(table, "rmt_jacobian", "jacobian_figure")
     acts = list(dict.fromkeys(t["activation"]))
@@ -185,16 +186,42 @@ def jacobian_figure(table: pd.DataFrame) -> Figure:
         ta = t[t["activation"] == act]
         for bn, color in ((False, "C0"), (True, "C3")):
             tb = ta[ta["bn"] == bn]
-            for metric, ls in (("ln_kappa", "-"), ("ln_kappa_nonzero", "--")):
+            for metric, ls in (
+                ("ln_kappa", "-"),
+                ("ln_kappa_nonzero", "--"),
+                ("ln_kappa_exact_product", ":"),
+            ):
                 g = tb[tb["metric"] == metric].replace([np.inf], np.nan)
-                mean = g.groupby("depth")["value"].mean()
-                if mean.notna().any():
-                    label = f"{'BN' if bn else 'no BN'}, {'all' if metric == 'ln_kappa' else 'nonzero'} sv"
+                ok = g[g["resolved"] == 1].groupby("depth")["value"].mean().dropna()
+                name = {
+                    "ln_kappa": "all sv",
+                    "ln_kappa_nonzero": "nonzero sv",
+                    "ln_kappa_exact_product": "exact product",
+                }
+                tag = "BN" if bn else "no BN"
+                if ok.notna().any():
                     ax.plot(
-                        mean.index, mean.to_numpy(float), ls, marker="o", ms=3, color=color, lw=1, label=label
+                        ok.index,
+                        ok.to_numpy(float),
+                        ls,
+                        marker="o",
+                        ms=3,
+                        color=color,
+                        lw=1,
+                        label=f"{tag}, {name[metric]}",
                     )
-                    floor = g[g["resolved"] == 0].groupby("depth")["value"].mean()
-                    ax.plot(floor.index, floor.to_numpy(float), "o", ms=7, mfc="none", color=color)
+                # unresolved: kappa is beyond what float64 can show (or J is singular): mark ">= floor"
+                floor_depths = np.asarray(sorted(g[g["resolved"] == 0]["depth"].unique()), float)
+                if floor_depths.size:
+                    ax.plot(
+                        floor_depths,
+                        np.full(floor_depths.shape, -np.log(width * np.finfo(float).eps)),
+                        "^",
+                        ms=7,
+                        mfc="none",
+                        color=color,
+                        label=f"{tag}: beyond float64 floor",
+                    )
         d = np.asarray(sorted(ta["depth"].unique()), float)
         ax.plot(d, d * (lam[0] - lam[-1]), "k:", lw=1, label="Gaussian Lyapunov slope")
         ax.set_xlabel("depth")

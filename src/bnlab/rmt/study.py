@@ -14,6 +14,7 @@ import numpy as np
 from bnlab.errors import UserError
 from bnlab.probes.result import ProbeResult
 from bnlab.rmt.products import (
+    GradedProduct,
     log_condition_number,
     lyapunov_exponents,
     naive_log_condition_number,
@@ -222,7 +223,8 @@ def mlp_jacobians(
     so that the whole spectrum is available. Rows per example: ln_kappa (sigma_max / sigma_min, inf when
     singular), rank (singular values above width * eps * sigma_max), ln_kappa_nonzero (over those:
     ReLU Jacobians are singular per example, since dead units zero rows), ln_sigma_max. `resolved` = 0
-    marks values at the float64 floor (kappa beyond ~1e13 cannot be read off a dense Jacobian).
+    marks values at the float64 floor (kappa beyond ~1e13 cannot be read off a dense Jacobian); for linear
+    nets without BN, metric ln_kappa_exact_product (example -1) is the exact value from the graded product.
     """
     import torch
 
@@ -250,8 +252,9 @@ def mlp_jacobians(
                         width=width,
                         mode=mode,
                     )
-                    # a rank-deficient Jacobian (dead ReLUs) has kappa = inf; its rounding-level sigma_min is noise
-                    lk = float(np.log(s[0] / s[-1])) if len(nz) == len(s) else np.inf
+                    # below width * eps * sigma_max the smallest singular value is rounding: the value is then
+                    # only a floor (resolved = 0), whether J is singular (dead ReLUs) or just ill-conditioned
+                    lk = float(np.log(s[0] / s[-1])) if s[-1] > 0 else np.inf
                     resolved = float(len(nz) == len(s) and s[-1] > 1e3 * tol * s[0])
                     rows.append(dict(key, metric="ln_kappa", value=lk, resolved=resolved))
                     rows.append(dict(key, metric="rank", value=float(len(nz)), resolved=1.0))
@@ -261,4 +264,21 @@ def mlp_jacobians(
                         )
                     )
                     rows.append(dict(key, metric="ln_sigma_max", value=float(np.log(s[0])), resolved=1.0))
+                if act == "linear" and not bn:  # J = W_L ... W_1 for every example: exact ln kappa, any depth
+                    prod = GradedProduct(width)
+                    for block in net:
+                        prod.push(block.linear.weight.detach().double().numpy())
+                    key = dict(
+                        probe="rmt_jacobian",
+                        layer="input->output",
+                        activation=act,
+                        bn=False,
+                        depth=int(depth),
+                        example=-1,
+                        width=width,
+                        mode=mode,
+                    )
+                    rows.append(
+                        dict(key, metric="ln_kappa_exact_product", value=prod.log_cond(), resolved=1.0)
+                    )
     return ProbeResult.from_rows(rows, norm_mode="batch_stats" if mode == "batch" else "running_stats")
