@@ -9,6 +9,7 @@ condition, normalized, jacobian. Tables go to probes/rmt_<kind>.jsonl via store.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from bnlab.rmt import study
 
 UNIVERSAL_DISTS = ("gaussian", "uniform", "rademacher", "student_t")
 
-KINDS = {
+KINDS: dict[str, Callable[..., ProbeResult]] = {
     "spectra": study.spectra,
     "universality": study.spectra,
     "lyapunov": study.lyapunov,
