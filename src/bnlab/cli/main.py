@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         sys.stderr.write(f"bnlab: {e}\n")
         return 2
+    except OSError as e:  # a write failure (disk full, permissions): the run is marked failed, results kept
+        sys.stderr.write(f"bnlab: write failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write("bnlab: interrupted; run the same command again to resume\n")
         return 130

@@ -11,6 +11,7 @@ import torch
 from bnlab.config import Config
 from bnlab.errors import UserError
 from bnlab.probes.context import ProbeContext
+from bnlab.probes.guard import call_probe
 from bnlab.probes.registry import PROBE_KIND, PROBES
 from bnlab.probes.result import ProbeResult
 
@@ -71,10 +72,10 @@ def run_probe(cfg: Config, name: str, *, batches: int = 1, batch_size: int | Non
         from bnlab.training.optim import make_optimizer
 
         ctx = ProbeContext(step=0, optimizer=make_optimizer(model, cfg.optim), lr=cfg.optim.lr, config=cfg)
-        return fn(model, data, ctx=ctx, **opts)
+        return call_probe(fn, name, model, data, ctx=ctx, **opts)
     import pandas as pd
 
-    results = [fn(model, x, y, **opts) for x, y in data]
+    results = [call_probe(fn, name, model, x, y, **opts) for x, y in data]
     if len(results) == 1:
         return results[0]
     tables = []

@@ -22,7 +22,18 @@ _FAULT_COUNTS: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
-    """Test hook: with BNLAB_FAULT="name:n" the process SIGKILLs itself at the n-th call for `name`."""
+    """Test hook: with BNLAB_FAULT="name:n" the process SIGKILLs itself at the n-th call for `name`;
+    with BNLAB_FAULT_ENOSPC="name:n" that call raises OSError(ENOSPC) instead (a full disk)."""
+    full = os.environ.get("BNLAB_FAULT_ENOSPC")
+    if full:
+        point, _, count = full.partition(":")
+        if point == name:
+            key = "enospc:" + name
+            _FAULT_COUNTS[key] = _FAULT_COUNTS.get(key, 0) + 1
+            if _FAULT_COUNTS[key] >= int(count or 1):
+                import errno
+
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     spec = os.environ.get("BNLAB_FAULT")
     if not spec:
         return

@@ -295,14 +295,16 @@ def _run_probe(model, dd, sched, cfg: Config, optimizer, step: int, lr: float, r
     from bnlab.probes.context import ProbeContext
     from bnlab.probes.result import ProbeResult
 
+    from bnlab.probes.guard import call_probe
+
     fn = PROBES.get(sched.name)
     bs = sched.batch_size or cfg.optim.batch_size
     # fixed minibatches per probe: the same images at every step of this run (seeded by the run's seed)
     batches = dd.probe_batches(sched.batches, bs, seed=cfg.train.seed + 104729)
     if PROBE_KIND.get(sched.name) == "data":
         ctx = ProbeContext(step=step, optimizer=optimizer, lr=lr, run_dir=run_dir, config=cfg)
-        return fn(model, batches, ctx=ctx, **sched.options)
-    results = [fn(model, x, y, **sched.options) for x, y in batches]
+        return call_probe(fn, sched.name, model, batches, ctx=ctx, **sched.options)
+    results = [call_probe(fn, sched.name, model, x, y, **sched.options) for x, y in batches]
     if len(results) == 1:
         return results[0]
     import pandas as pd
