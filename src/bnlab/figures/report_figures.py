@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from bnlab.errors import UserError
 from bnlab.figures import dynamics, init_probes
@@ -718,6 +719,9 @@ def max_lr_vs_depth(runs: pd.DataFrame, data: RunsData) -> Figure:
             data.note(f"{_fmt('model.norm', norm)}: censored searches (open triangles) give one-sided bounds")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    depths = sorted({int(d) for d in t["model.depth"]})
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("depth")
     ax.set_ylabel("largest stable lr (▽ smallest unstable)")
     ax.legend()
@@ -751,16 +755,31 @@ def init_zoo(runs: pd.DataFrame, data: RunsData) -> Figure:
     return _bars_figure(t, data, "largest stable lr per init (no BN)")
 
 
+PLACEMENTS = ("all", "final_prepool", "final_prefc", "none")
+
+
+def _by_placement(t: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order BN everywhere, single final norms, no norm (unknown placements last)."""
+    if not len(t) or "model.placement" not in t.columns:
+        return t
+    rank = {p: i for i, p in enumerate(PLACEMENTS)}
+    return t.iloc[np.argsort([rank.get(p, len(rank)) for p in t["model.placement"]], kind="stable")]
+
+
 @FIGURES.register("single_norm")
 def single_norm(runs: pd.DataFrame, data: RunsData) -> Figure:
     """E11b: largest stable lr and test accuracy (at lr 1e-4) per norm placement."""
     fig = Figure(figsize=(10.0, 4.0), layout="constrained")
     ax_lr, ax_acc = fig.subplots(1, 2)
-    lr_t = max_lr_table(runs, data)
+    lr_t = _by_placement(max_lr_table(runs, data))
     if len(lr_t):
         _lr_bars(ax_lr, lr_t, [_fmt("model.placement", p) for p in lr_t["model.placement"]], data)
     ax_lr.set_title("largest stable lr per placement")
-    tr = data.usable(runs[runs["task"] == "train"]) if "task" in runs.columns else pd.DataFrame()
+    tr = (
+        _by_placement(data.usable(runs[runs["task"] == "train"]))
+        if "task" in runs.columns
+        else pd.DataFrame()
+    )
     if len(tr):
         acc = pd.to_numeric(tr.get("summary.test_acc"), errors="coerce") * 100
         for i, ((_, row), a) in enumerate(zip(tr.iterrows(), acc)):
