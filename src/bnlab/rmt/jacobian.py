@@ -137,7 +137,7 @@ def _freeze_bn(model: nn.Module) -> list:
                 x = args[0].detach()
                 dims = [d for d in range(x.dim()) if d != 1]
                 with torch.no_grad():
-                    mod.running_mean.copy_(x.mean(dims))  # type: ignore[union-attr]  (checked above)
+                    mod.running_mean.copy_(x.mean(dims))  # type: ignore[union-attr]
                     mod.running_var.copy_(x.var(dims, correction=0))  # type: ignore[union-attr]
 
             handles.append(m.register_forward_pre_hook(pre))
