@@ -186,6 +186,11 @@ def batches(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     return [out[i] for i in sorted(out)]
 
 
+def _norm_rank(norm: object) -> tuple[int, str]:
+    """BN first, no norm last, the others between (alphabetically)."""
+    return (0 if norm == "batch" else 2 if norm == "none" else 1, str(norm))
+
+
 def _message_figure(text: str, size: tuple[float, float] = (6.0, 2.0)) -> Figure:
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
@@ -380,7 +385,7 @@ def grad_histograms(runs: pd.DataFrame, data: RunsData) -> Figure:
     """E3 / Fig. 2: histogram of ∂L/∂K at the layer-55 kernel, BN vs no BN side by side, each its own axes."""
     r = _need_runs(runs, data, "grad_histograms")
     rowkeys = data.label_keys(r, exclude=("model.norm", "train.seed"))
-    norms = list(dict.fromkeys(r["model.norm"])) if "model.norm" in r.columns else [None]
+    norms = sorted(dict.fromkeys(r["model.norm"]), key=_norm_rank) if "model.norm" in r.columns else [None]
     groups = list(dict.fromkeys(r.apply(lambda row: data.label(row, rowkeys), axis=1))) if rowkeys else [""]
     fig = Figure(figsize=(4.0 * len(norms), 2.8 * len(groups)), layout="constrained")
     axes = fig.subplots(len(groups), len(norms), squeeze=False)
@@ -518,17 +523,18 @@ def class_bias(runs: pd.DataFrame, data: RunsData) -> Figure:
     t = data.probe("output_bias", r)
     n = max(len(panels), 1)
     fig = Figure(figsize=(max(8.0, 2.0 * n), 7.0), layout="constrained")
-    sub = fig.subfigures(2, 1, height_ratios=[2.2, 1.0])
-    axes = sub[0].subplots(1, n, squeeze=False)[0]
+    subs = fig.subfigures(2, 1, height_ratios=[2.2, 1.0])
+    top, bottom = subs[0], subs[1]  # type: ignore[index]  # an array of 2 SubFigures for (2, 1)
+    axes = top.subplots(1, n, squeeze=False)[0]
     for ax, (label, dz, _row) in zip(axes, panels):
         lim = float(np.nanmax(np.abs(dz))) if np.isfinite(dz).any() else 1.0
         im = ax.imshow(dz, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
         ax.set_title(label.replace(", ", "\n"), fontsize=7)
         ax.set_xlabel("class")
         ax.grid(False)
-        sub[0].colorbar(im, ax=ax, shrink=0.7)
+        top.colorbar(im, ax=ax, shrink=0.7)
     axes[0].set_ylabel("image")
-    ax = sub[1].subplots()
+    ax = bottom.subplots()
     if len(t):
         share = t[t["metric"] == "top_class_share"].groupby("label", sort=False)["value"].mean()
         ax.bar(np.arange(len(share)), share.to_numpy(float), color=[f"C{i % 8}" for i in range(len(share))])

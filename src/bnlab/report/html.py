@@ -53,17 +53,25 @@ def verdict_badge(v: str) -> str:
 
 
 def env_line(envs: Sequence[dict[str, Any]]) -> str:
+    """The environments of some runs in one line: shared fields once, then each git commit with its run count."""
     if not envs:
         return "no env.json in these runs"
-    out = []
+    groups: dict[str, list[dict[str, Any]]] = {}
     for e in envs:
-        sha = str(e.get("git_sha") or "unknown")[:10] + (" (dirty)" if e.get("git_dirty") else "")
         dev = e.get("device_name") or e.get("device")
-        out.append(
-            f"{e.get('runs', '?')} run(s): device {e.get('device')} ({dev}), {e.get('threads')} threads; "
-            f"python {e.get('python')}, torch {e.get('torch')}, numpy {e.get('numpy')}, bnlab {e.get('bnlab')}, "
-            f"cuda {e.get('cuda')}; git {sha}"
+        key = (
+            f"device {e.get('device')} ({dev}), {e.get('threads')} threads; python {e.get('python')}, "
+            f"torch {e.get('torch')}, numpy {e.get('numpy')}, bnlab {e.get('bnlab')}, cuda {e.get('cuda')}"
         )
+        groups.setdefault(key, []).append(e)
+    out = []
+    for key, es in groups.items():
+        shas = ", ".join(
+            f"{str(e.get('git_sha') or 'unknown')[:10]}{' (dirty)' if e.get('git_dirty') else ''} "
+            f"[{e.get('runs', '?')} run(s)]"
+            for e in es
+        )
+        out.append(f"{key}; git {shas}")
     return "; ".join(out)
 
 
