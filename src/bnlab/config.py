@@ -232,7 +232,8 @@ class TrainConfig(_Strict):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast on CUDA (fp32 master weights and BN statistics)
     channels_last: bool = False
-    compile: bool = False  # torch.compile the training step (CUDA)
+    compile: bool = False  # torch.compile the model (CUDA; state dicts stay those of the plain module)
+    sync_every: int = 1  # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
     checkpoint_every: float = 1.0  # epochs; also at least every checkpoint_minutes
     checkpoint_minutes: float = 5.0
     keep_checkpoints: int = 2
@@ -249,6 +250,8 @@ class TrainConfig(_Strict):
             raise ValueError("train.steps must be >= 0")
         if self.epochs is not None and self.epochs < 0:
             raise ValueError("train.epochs must be >= 0")
+        if self.sync_every < 1:
+            raise ValueError("train.sync_every must be >= 1")
         if self.eval_every <= 0 or self.checkpoint_every <= 0:
             raise ValueError("eval_every and checkpoint_every must be positive")
         return self

@@ -128,3 +128,19 @@ def test_missing_data_writes_nothing(tmp_path):
     with pytest.raises(UserError):
         run(cfg, tmp_path / "runs" / run_id(cfg), progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+def test_sync_every_reads_losses_in_batches_without_changing_results(tmp_path, tiny_overrides):
+    a = train(None, tmp_path / "a", tiny_overrides, progress=False)
+    b = train(None, tmp_path / "b", tiny_overrides + ["train.sync_every=5"], progress=False)
+    sa, sb = _final(a)[0], _final(b)[0]
+    for k in ("train_loss", "train_acc", "test_loss", "test_acc", "first_loss", "last10_loss"):
+        assert sa[k] == sb[k], k
+
+
+def test_sync_every_reports_the_exact_diverging_step(tmp_path, tiny_overrides):
+    over = tiny_overrides + ["model.norm=none", "optim.lr=5.0", "train.divergence.threshold=5"]
+    a = RunDir(train(None, tmp_path / "a", over, progress=False)).status()
+    b = RunDir(train(None, tmp_path / "b", over + ["train.sync_every=7"], progress=False)).status()
+    assert a["state"] == b["state"] == "diverged"
+    assert a["step"] == b["step"] and a["loss"] == b["loss"]

@@ -134,7 +134,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     last_ckpt_time = time.monotonic()
     bar = Progress(total, enabled=progress, start=step, description=rd.path.name)
     images_this_session = 0
-    prev_state: dict[str, Any] | None = None
+    prev_state: dict[str, Any] | None = None  # θ and optimizer state before the last update (sync_every 1)
 
     def wall() -> float:
         return wall_before + time.perf_counter() - t0
@@ -174,6 +174,44 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
                 write_probe(rd.path, sched.name, result, step=at)
 
     last_eval: dict[str, Any] = {}
+    # With sync_every > 1 (meant for CUDA) the losses stay on the device and are read every `sync_every` steps
+    # (and before any evaluation, checkpoint or probe), so the GPU never waits for the host; the first
+    # diverging step is still found exactly from the buffered losses (tested on CPU).
+    sync_every = tcfg.sync_every
+    fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
+    dev_loss = torch.zeros((), dtype=torch.float64, device=device)  # sums since the last read
+    dev_correct = torch.zeros((), dtype=torch.int64, device=device)
+    buffered: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr) not yet read
+
+    def drain() -> tuple[int, float, str] | None:
+        """Read the buffered losses; fold them into the accumulators; first divergence -> (step, loss, reason)."""
+        nonlocal recent
+        if not buffered:
+            return None
+        vals = torch.stack([v for _, v, _ in buffered]).double().cpu().tolist()
+        for (s_i, _, _), v in zip(buffered, vals):
+            verdict = div.check(v)
+            if verdict is not None:
+                buffered.clear()
+                return s_i, v, verdict
+            recent = (recent + [v])[-10:]
+        acc["loss"] += float(dev_loss)
+        acc["correct"] += int(dev_correct)
+        dev_loss.zero_()
+        dev_correct.zero_()
+        buffered.clear()
+        return None
+
+    def diverged(at: int, value: float, verdict: str, lr_then: float, snapshot: dict | None) -> dict[str, Any]:
+        finite = value if math.isfinite(value) else None
+        rd.append_metric({"step": at, "epoch": round(at / spe, 6), "split": "train", "loss": finite, "acc": None,
+                          "lr": lr_then, "wall_s": round(wall(), 3)})
+        if snapshot is not None and snapshot["step"] == at - 1:
+            _save_diverging(rd, snapshot, at, value, div)
+        rd.set_status("diverged", at, reason=verdict, loss=finite)
+        bar.close(f"diverged at step {at}: {verdict}")
+        return rd.status()
+
     try:
         while step < total:
             lr = lr_at(step, total, ocfg)
@@ -184,43 +222,52 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
                 x = x.contiguous(memory_format=torch.channels_last)
             model.train()
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp and device.type == "cuda"):
-                out = model(x)
+                out = fwd(x)
                 loss = loss_fn(out.float(), y)
-            loss_val = float(loss.detach())
-            verdict = div.check(loss_val)
-            if verdict is not None:
-                rd.append_metric({"step": step, "epoch": round(step / spe, 6), "split": "train",
-                                  "loss": loss_val if math.isfinite(loss_val) else None, "acc": None,
-                                  "lr": lr, "wall_s": round(wall(), 3)})
-                if prev_state is not None:
-                    _save_diverging(rd, prev_state, step, loss_val, div)
-                rd.set_status("diverged", step, reason=verdict, loss=loss_val if math.isfinite(loss_val) else None)
-                bar.close(f"diverged at step {step}: {verdict}")
-                return rd.status()
+            loss_det = loss.detach()
+            buffered.append((step, loss_det, lr))
+            if sync_every == 1:  # read now: a diverging loss stops the run before its update
+                fired = drain()
+                if fired is not None:
+                    return diverged(*fired, lr, prev_state)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if schedules:
                 run_probes(step)
             if ocfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), ocfg.grad_clip)
-            prev_state = _snapshot(model, optimizer, step)
+            if sync_every == 1:
+                prev_state = _snapshot(model, optimizer, step)
             optimizer.step()
 
-            acc["loss"] += loss_val * y.numel()
-            acc["correct"] += int((out.detach().argmax(1) == y).sum())
+            dev_loss.add_(loss_det.double() * y.numel())
+            dev_correct.add_((out.detach().argmax(1) == y).sum())
             acc["count"] += y.numel()
-            recent = (recent + [loss_val])[-10:]
+            if sync_every == 1:
+                acc["loss"] += float(dev_loss)
+                acc["correct"] += int(dev_correct)
+                dev_loss.zero_()
+                dev_correct.zero_()
             images_this_session += y.numel()
             step += 1
-            bar.update(step, loss=loss_val, lr=lr, img_s=images_this_session / max(time.perf_counter() - t0, 1e-9))
-
-            if step % eval_every == 0 or step == total:
+            due_eval = step % eval_every == 0 or step == total
+            due_ckpt = step < total and (step % ckpt_every == 0 or
+                                         time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes)
+            due_probe = schedules and any(step in st for _, st in schedules)
+            if sync_every > 1 and (len(buffered) >= sync_every or due_eval or due_ckpt or due_probe):
+                fired = drain()
+                if fired is not None:
+                    return diverged(fired[0], fired[1], fired[2], lr_at(fired[0], total, ocfg), None)
+            if not buffered:
+                bar.update(step, loss=recent[-1] if recent else float("nan"), lr=lr,
+                           img_s=images_this_session / max(time.perf_counter() - t0, 1e-9))
+            if due_eval:
                 last_eval = do_eval(step, final=step == total)
                 bar.note(_eval_note(step / spe, last_eval))
-            if step < total and (step % ckpt_every == 0 or time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes):
+            if due_ckpt:
                 checkpoint(step)
                 last_ckpt_time = time.monotonic()
-                rd.set_status("running", step, loss=loss_val)
+                rd.set_status("running", step, loss=recent[-1] if recent else None)
         if any(total in steps for _, steps in schedules):
             optimizer.zero_grad(set_to_none=True)
             run_probes(total)
@@ -293,9 +340,8 @@ def _save_diverging(rd: RunDir, prev: dict[str, Any], fired_step: int, loss: flo
 def _run_probe(model, dd, sched, cfg: Config, optimizer, step: int, lr: float, run_dir: Path):
     from bnlab.probes import PROBE_KIND, PROBES
     from bnlab.probes.context import ProbeContext
-    from bnlab.probes.result import ProbeResult
-
     from bnlab.probes.guard import call_probe
+    from bnlab.probes.result import ProbeResult
 
     fn = PROBES.get(sched.name)
     bs = sched.batch_size or cfg.optim.batch_size
