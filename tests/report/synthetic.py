@@ -45,7 +45,7 @@ EXPECTED = {
     "E12b": "partly",
     "E12c": "reproduced",
     "E12d": "reproduced",
-    "E12e": "inconclusive",
+    "E12e": "reproduced",
 }
 
 
@@ -445,7 +445,39 @@ def make_root(path: Path, profile: str = "cpu") -> Path:
             {"model.norm": "none", "model.init.conv": conv, "model.fixup": fix, "model.skipinit": skip},
             lr,
         )
-    # E12e: no runs at all (the section must say so); one failed run of E12b to be listed, not dropped
+    # E12e: geometry and curvature along a few steps
+    for norm, mode, frac, lam in (("batch", "batch_stats", 0.1, 3.0), ("none", "none", 0.6, 0.5)):
+        d = r.run("E12e", {"model.norm": norm, "optim.lr": 0.1 if norm == "batch" else 1e-4}, step=4)
+        geo = [
+            {
+                "metric": "input_independent_fraction",
+                "value": frac * (1 + 0.1 * st),
+                "step": st,
+                "norm_mode": mode,
+            }
+            for st in (0, 4)
+        ]
+        geo += [
+            {
+                "metric": "radial_fraction",
+                "value": 0.2,
+                "direction": "mean_gradient",
+                "layer": f"conv{i}",
+                "step": st,
+                "norm_mode": mode,
+            }
+            for i in range(3)
+            for st in (0, 4)
+        ]
+        probe(d, "gradient_geometry", geo)
+        hess = [
+            {"metric": m, "value": v, "step": st, "norm_mode": mode}
+            for st in (0, 4)
+            for m, v in (("lambda_lr", lam * (1 + st / 4)), ("limit", 3.8))
+        ]
+        hess.append({"metric": "lambda_lr", "value": -1.0, "step": 8, "norm_mode": mode})  # log axis: named
+        probe(d, "hessian_top_eig", hess)
+    # one failed run of E12b, to be listed, not dropped
     r.run(
         "E12b",
         {"model.norm": "none", "optim.lr": 1e-4, "optim.batch_size": 2},
