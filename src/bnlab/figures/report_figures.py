@@ -838,20 +838,34 @@ def small_batch(runs: pd.DataFrame, data: RunsData) -> Figure:
     if (~good).any():
         data.note(f"{int((~good).sum())} runs without a finite test accuracy left out")
     order = np.argsort(x[good])
-    ax.plot(x[good][order], y[good][order], "o-", label="no BN, lr 1e-4")
+    name = ", ".join(
+        sorted(
+            {f"{_fmt('model.norm', n)}, lr {float(lr):g}" for n, lr in zip(ok["model.norm"], ok["optim.lr"])}
+        )
+    )
+    ax.plot(x[good][order], y[good][order], "o-", label=name or None)
     for xi, yi, b in zip(x[good], y[good], ok["optim.batch_size"].to_numpy()[good]):
         ax.annotate(f"|B|={b}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ref = bn_reference(data)
     if ref is not None:
         ax.axhline(ref[1], color="C1", ls="--", lw=1)
         ax.axvline(ref[0], color="C1", ls=":", lw=1)
-        ax.text(ref[0], ref[1], f" BN, lr 0.1 (E1): {ref[1]:.1f}%", color="C1", fontsize=7, va="bottom")
+        ax.text(
+            ref[0],
+            ref[1],
+            f"BN, lr 0.1 (E1): {ref[1]:.1f}% ",
+            color="C1",
+            fontsize=7,
+            va="bottom",
+            ha="right",
+        )
     else:
         data.note("no BN reference run (E1, BN, lr 0.1, same profile) in this runs root")
     ax.set_xscale("log")
     ax.set_xlabel("noise scale α / ((1 − m)|B|)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return fig
 
 
@@ -880,12 +894,25 @@ def bn_reference(data: RunsData) -> tuple[float, float] | None:
     return noise_scale(e1.iloc[0]), float(acc.mean() * 100)
 
 
+def _by_norm_bias(t: pd.DataFrame) -> pd.DataFrame:
+    """Rows ordered by norm (BN first) then default before balanced bias: the same colours in every panel."""
+    if not len(t) or "model.norm" not in t.columns:
+        return t
+    bal = t.get("model.init.balanced_output_bias", pd.Series(False, index=t.index)).astype(bool)
+    keys = [(_norm_rank(n), b) for n, b in zip(t["model.norm"], bal)]
+    return t.iloc[sorted(range(len(keys)), key=keys.__getitem__)]
+
+
 @FIGURES.register("bias_fix")
 def bias_fix(runs: pd.DataFrame, data: RunsData) -> Figure:
     """E12c: top-class share at init and largest stable lr, with and without the balanced output bias."""
     fig = Figure(figsize=(10.0, 4.0), layout="constrained")
     ax_share, ax_lr = fig.subplots(1, 2)
-    tr = data.usable(runs[runs["task"] == "train"]) if "task" in runs.columns else pd.DataFrame()
+    tr = (
+        _by_norm_bias(data.usable(runs[runs["task"] == "train"]))
+        if "task" in runs.columns
+        else pd.DataFrame()
+    )
     t = data.probe("output_bias", tr) if len(tr) else pd.DataFrame()
     if len(t):
         share = t[t["metric"] == "top_class_share"].groupby("label", sort=False)["value"].mean()
@@ -899,7 +926,7 @@ def bias_fix(runs: pd.DataFrame, data: RunsData) -> Figure:
         ax_share.text(0.5, 0.5, "no output_bias rows", ha="center", transform=ax_share.transAxes)
     ax_share.set_ylim(0, 1.05)
     ax_share.set_ylabel("top-class share at init")
-    lr_t = max_lr_table(runs, data)
+    lr_t = _by_norm_bias(max_lr_table(runs, data))
     if len(lr_t):
         _lr_bars(ax_lr, lr_t, list(data.labels(lr_t, exclude=("task",))), data)
     ax_lr.set_title("largest stable lr")
