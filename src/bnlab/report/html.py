@@ -27,7 +27,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .fig{display:flex;gap:1.5em;align-items:flex-start;margin:1em 0;flex-wrap:wrap}
 .fig img{max-width:820px;width:100%;border:1px solid #eee}
 .fig .desc{flex:1;min-width:260px;font-size:.9em}
-.caption{font-size:.85em;color:#444} .error{background:#ffebe9;border:1px solid #cf222e;padding:.5em;color:#82071e}
+.caption{font-size:.85em;color:#444} .nodata{background:#f6f8fa;border:1px dashed #999;padding:.5em} .error{background:#ffebe9;border:1px solid #cf222e;padding:.5em;color:#82071e}
 .muted{color:#666;font-size:.85em} code,pre{background:#f6f8fa;padding:.1em .3em;border-radius:3px;font-size:.85em}
 pre{padding:.6em;overflow-x:auto;white-space:pre-wrap}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}
@@ -122,7 +122,9 @@ def values_table(
 
 
 def figure_block(fo: FigureOut, paper_figure: str, smoke: bool) -> str:
-    if fo.error:
+    if fo.error and fo.missing_data:
+        img = f"<div class='nodata'>figure <b>{E(fo.name)}</b> not drawn: {E(fo.error)}</div>"
+    elif fo.error:
         img = f"<div class='error'>figure <b>{E(fo.name)}</b> failed: {E(fo.error)}</div>"
     else:
         img = f"<img alt='{E(fo.name)}' src=\"{fo.data_uri}\">"

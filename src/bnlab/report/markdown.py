@@ -36,7 +36,8 @@ def section_md(sec: Section, out_dir: Path) -> str:
         ]
     for fo in sec.figures:
         if fo.error:
-            lines += [f"*Figure `{fo.name}` failed: {fo.error}*", ""]
+            what = "not drawn" if fo.missing_data else "failed"
+            lines += [f"*Figure `{fo.name}` {what}: {fo.error}*", ""]
         elif fo.png is not None:
             rel = os.path.relpath(fo.png, out_dir)
             lines += [f"![{fo.name}]({rel})", ""]

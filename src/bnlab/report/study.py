@@ -70,6 +70,7 @@ class FigureOut:
     data_uri: str | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    missing_data: bool = False  # error is "no data to draw", not a bug
 
 
 @dataclass
@@ -201,6 +202,9 @@ def render_figure(
             fig.savefig(pdf)
         fo.png, fo.pdf = png, pdf
         fo.data_uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+    except UserError as e:  # nothing to draw (e.g. every run still running): said in the section
+        log.warning("figure %s not drawn: %s", name, e)
+        fo.error, fo.missing_data = str(e), True
     except Exception as e:  # a broken figure is reported in its section, never crashes the report
         log.warning("figure %s failed", name, exc_info=True)
         fo.error = f"{type(e).__name__}: {e}"
