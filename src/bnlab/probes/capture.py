@@ -167,27 +167,35 @@ class Captured:
 
     inputs: dict[str, Tensor] = field(default_factory=dict)
     outputs: dict[str, Tensor] = field(default_factory=dict)
+    versions: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def intact(self) -> bool:
+        """No in-place op touched a captured input or output after it was captured."""
+        return all((self.inputs[n]._version, self.outputs[n]._version) == v for n, v in self.versions.items())
 
 
 @contextmanager
-def capture(modules: list[tuple[str, nn.Module]]) -> Iterator[Captured]:
-    """Forward hooks storing each module's first input and its output. The hook hands the rest of the network
-    a clone of the output, so in-place ops downstream (ReLU(inplace=True), `out += x`) cannot alter what
-    was captured or redirect its gradient. A module called twice per forward is an error."""
+def capture(modules: list[tuple[str, nn.Module]], *, protect: bool = True) -> Iterator[Captured]:
+    """Forward hooks storing each module's first input and its output. With `protect`, the hook stores a
+    copy of the input and hands the rest of the network a clone of the output, so in-place ops downstream
+    (ReLU(inplace=True), `out += x`) cannot alter what was captured or redirect its gradient. Without it,
+    check `intact()` after the forward (see `forward_captured`). A module called twice is an error."""
     cap = Captured()
     handles = []
 
     def make(name: str) -> Callable:
-        def hook(mod: nn.Module, args: tuple, out: Tensor) -> Tensor:
+        def hook(mod: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
             if name in cap.outputs:
                 raise UserError(f"module {name} is called more than once per forward; probes need one call")
             if not isinstance(out, Tensor):
                 raise UserError(
                     f"module {name} returns {type(out).__name__}, not a tensor; pass other modules="
                 )
-            cap.inputs[name] = args[0].detach()
+            x = args[0].detach()
+            cap.inputs[name] = x.clone() if protect else x
             cap.outputs[name] = out
-            return out.clone()
+            cap.versions[name] = (cap.inputs[name]._version, out._version)
+            return out.clone() if protect else None
 
         return hook
 
@@ -198,6 +206,20 @@ def capture(modules: list[tuple[str, nn.Module]]) -> Iterator[Captured]:
     finally:
         for h in handles:
             h.remove()
+
+
+def forward_captured(
+    model: nn.Module, inputs: Tensor, modules: list[tuple[str, nn.Module]]
+) -> tuple[Captured, Tensor]:
+    """model(inputs) with `capture`; copies only when needed: the forward is run unprotected and repeated
+    protected if an in-place op touched a captured tensor (call inside `guard`: BN statistics update twice)."""
+    with capture(modules, protect=False) as cap:
+        out = model(inputs)
+    if cap.intact():
+        return cap, out
+    with capture(modules, protect=True) as cap:
+        out = model(inputs)
+    return cap, out
 
 
 def trainable(model: nn.Module) -> dict[str, nn.Parameter]:

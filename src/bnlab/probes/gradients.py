@@ -14,7 +14,7 @@ from bnlab.errors import UserError
 from bnlab.probes.capture import (
     LossFn,
     NormStats,
-    capture,
+    forward_captured,
     guard,
     loss_value,
     paper_layer_map,
@@ -246,8 +246,8 @@ def gradient_spectrum(
     mods = select_layers(model, layers, (nn.Conv2d,))
     with guard(model):
         norm_mode = set_norm_stats(model, norm_stats)
-        with capture(mods) as cap:
-            loss = loss_value(model(inputs), targets, loss_fn)
+        cap, out = forward_captured(model, inputs, mods)
+        loss = loss_value(out, targets, loss_fn)
         grads = torch.autograd.grad(loss, [m.weight for _, m in mods], allow_unused=True)
     paper = paper_layer_map(model)
     rows, arrays = [], {}

@@ -27,7 +27,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from bnlab.errors import UserError
 from bnlab.probes.capture import (
     LossFn,
-    capture,
+    forward_captured,
     guard,
     per_example_losses,
     set_norm_stats,
@@ -222,8 +222,7 @@ def _decoupled(
     mods = {mname: m for mname, m, _ in owners.values()}
     handles = _freeze_hooks(model) if frozen else []
     try:
-        with capture(list(mods.items())) as cap:
-            out = model(inputs)
+        cap, out = forward_captured(model, inputs, list(mods.items()))
     finally:
         for h in handles:
             h.remove()
