@@ -21,9 +21,22 @@ from bnlab.training import run
 
 
 def losses(device: str, extra: list[str]) -> list[float]:
-    cfg = resolve(None, ["model.depth=20", "data.name=synthetic", "data.synthetic_train=1024", "data.val_size=0",
-                         "optim.batch_size=128", "train.steps=6", "train.evaluate=false", "train.log_every=1",
-                         f"train.device={device}", "probes=[{name: output_bias, every: 1}]", *extra])
+    cfg = resolve(
+        None,
+        [
+            "model.depth=20",
+            "data.name=synthetic",
+            "data.synthetic_train=1024",
+            "data.val_size=0",
+            "optim.batch_size=128",
+            "train.steps=6",
+            "train.evaluate=false",
+            "train.log_every=1",
+            f"train.device={device}",
+            "probes=[{name: output_bias, every: 1}]",
+            *extra,
+        ],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run(cfg, Path(tmp) / "r", progress=False)
         assert RunDir(Path(tmp) / "r").state() == "complete"
@@ -37,12 +50,17 @@ def main() -> int:
         return 1
     bad = 0
     cpu = losses("cpu", [])
-    for name, extra, tol in [("fp32", [], 1e-3), ("bf16+channels_last", ["train.amp=true", "train.channels_last=true"], 5e-2)]:
+    for name, extra, tol in [
+        ("fp32", [], 1e-3),
+        ("bf16+channels_last", ["train.amp=true", "train.channels_last=true"], 5e-2),
+    ]:
         gpu = losses("cuda", extra)
         err = max(abs(a - b) / max(abs(a), 1e-6) for a, b in zip(cpu, gpu))
         ok = err <= tol
         bad += not ok
-        print(f"trajectory {name}: max relative difference of the per-step class-bias metric {err:.2e} (tol {tol}) {'OK' if ok else 'MISMATCH'}")
+        print(
+            f"trajectory {name}: max relative difference of the per-step class-bias metric {err:.2e} (tol {tol}) {'OK' if ok else 'MISMATCH'}"
+        )
     from bnlab import build_model
     from bnlab.probes import PROBE_KIND, PROBES
     from bnlab.probes.context import ProbeContext
@@ -54,7 +72,9 @@ def main() -> int:
         try:
             if PROBE_KIND[name] == "data":
                 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-                res = PROBES.get(name)(model, [(x, y), (x.flip(0), y.flip(0))], ctx=ProbeContext(optimizer=opt, lr=0.1))
+                res = PROBES.get(name)(
+                    model, [(x, y), (x.flip(0), y.flip(0))], ctx=ProbeContext(optimizer=opt, lr=0.1)
+                )
             else:
                 res = PROBES.get(name)(model, x, y)
             print(f"probe {name}: {len(res.table)} rows on CUDA OK")

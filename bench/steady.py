@@ -24,8 +24,15 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
-    base = [f"model.depth={a.depth}", "data.name=synthetic", "data.synthetic_train=50000", "data.val_size=0",
-            f"optim.batch_size={a.batch}", "train.evaluate=false", "train.checkpoint_every=1000000"]
+    base = [
+        f"model.depth={a.depth}",
+        "data.name=synthetic",
+        "data.synthetic_train=50000",
+        "data.val_size=0",
+        f"optim.batch_size={a.batch}",
+        "train.evaluate=false",
+        "train.checkpoint_every=1000000",
+    ]
     if cuda:
         base += ["train.amp=true", "train.channels_last=true", "train.sync_every=50"]
     # calibrate the step count from a short run, then run for >= the requested seconds
@@ -39,9 +46,16 @@ def main() -> None:
         ips = read_json(Path(tmp) / "run" / "summary.json")["img_per_s"]
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     proj_min = 8.2e6 / ips / 60
-    res = {"depth": a.depth, "batch": a.batch, "steps": steps, "wall_s": round(wall, 1), "img_per_s": ips,
-           "projected_164_epochs_min": round(proj_min, 1), "peak_mem_gb": peak,
-           "device": torch.cuda.get_device_name() if cuda else "cpu"}
+    res = {
+        "depth": a.depth,
+        "batch": a.batch,
+        "steps": steps,
+        "wall_s": round(wall, 1),
+        "img_per_s": ips,
+        "projected_164_epochs_min": round(proj_min, 1),
+        "peak_mem_gb": peak,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+    }
     print(json.dumps(res))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))

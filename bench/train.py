@@ -72,22 +72,37 @@ def flops_per_image(model_cfg: dict, batch: int, device: torch.device) -> float:
     return fc.get_total_flops() / batch
 
 
-def bench_bnlab(depth: int, batch: int, steps: int, device: str, amp: bool, channels_last: bool, n_train: int) -> float:
+def bench_bnlab(
+    depth: int, batch: int, steps: int, device: str, amp: bool, channels_last: bool, n_train: int
+) -> float:
     from bnlab.config import resolve
     from bnlab.store.files import read_json
     from bnlab.training import run
 
-    cfg = resolve(None, [f"model.depth={depth}", "data.name=synthetic", f"data.synthetic_train={n_train}",
-                         "data.val_size=0", f"optim.batch_size={batch}", f"train.steps={steps}",
-                         "train.evaluate=false", "train.checkpoint_every=1000000", f"train.device={device}",
-                         f"train.amp={str(amp).lower()}", f"train.channels_last={str(channels_last).lower()}"])
+    cfg = resolve(
+        None,
+        [
+            f"model.depth={depth}",
+            "data.name=synthetic",
+            f"data.synthetic_train={n_train}",
+            "data.val_size=0",
+            f"optim.batch_size={batch}",
+            f"train.steps={steps}",
+            "train.evaluate=false",
+            "train.checkpoint_every=1000000",
+            f"train.device={device}",
+            f"train.amp={str(amp).lower()}",
+            f"train.channels_last={str(channels_last).lower()}",
+        ],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         run(cfg, Path(tmp) / "run", progress=False)
         return float(read_json(Path(tmp) / "run" / "summary.json")["img_per_s"])
 
 
-def bench_bare(depth: int, batch: int, steps: int, device: torch.device, amp: bool, channels_last: bool,
-               n_train: int) -> float:
+def bench_bare(
+    depth: int, batch: int, steps: int, device: torch.device, amp: bool, channels_last: bool, n_train: int
+) -> float:
     from bnlab.config import DataConfig
     from bnlab.data import DeviceData, load
     from bnlab.models import build_model
@@ -135,21 +150,30 @@ class _CropFlipDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         img = F.pad(self.x[i].float() / 255, (4, 4, 4, 4))
         dy, dx = torch.randint(0, 9, (2,)).tolist()
-        img = img[:, dy:dy + 32, dx:dx + 32]
+        img = img[:, dy : dy + 32, dx : dx + 32]
         if torch.rand(()) < 0.5:
             img = img.flip(-1)
         return (img - self.mean) / self.std, self.y[i]
 
 
-def bench_usual(depth: int, batch: int, steps: int, device: torch.device, n_train: int, workers: int) -> float:
+def bench_usual(
+    depth: int, batch: int, steps: int, device: torch.device, n_train: int, workers: int
+) -> float:
     from bnlab.config import DataConfig
     from bnlab.data import load
     from bnlab.models import build_model
 
     splits = load(DataConfig(name="synthetic", synthetic_train=n_train, val_size=0), seed=0)
     ds = _CropFlipDataset(splits.train_x, splits.train_y, splits.mean, splits.std)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
-                                         pin_memory=device.type == "cuda", drop_last=True, persistent_workers=True)
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=True,
+    )
     torch.manual_seed(0)
     model = build_model(depth=depth).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
@@ -185,11 +209,18 @@ def main() -> int:
     ap.add_argument("--skip-usual", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     n_train = args.batch * (args.steps + 2)
     rate, rate_dtype = matmul_rate(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU x{torch.get_num_threads()} threads"
+    )
     print(f"device {name}; torch {torch.__version__}; matmul rate {rate / 1e12:.3f} TFLOP/s ({rate_dtype})")
     results = []
     for depth in args.depths:
@@ -198,17 +229,35 @@ def main() -> int:
         a = bench_bnlab(depth, args.batch, args.steps, str(device), args.amp, args.channels_last, n_train)
         mem_a = peak_mem_gb(device)
         b = bench_bare(depth, args.batch, args.steps, device, args.amp, args.channels_last, n_train)
-        c = None if args.skip_usual else bench_usual(depth, args.batch, args.steps, device, n_train, args.workers)
-        row = {"depth": depth, "batch": args.batch, "steps": args.steps, "device": name,
-               "bnlab_img_s": round(a, 1), "bare_img_s": round(b, 1), "usual_img_s": None if c is None else round(c, 1),
-               "bnlab_over_bare": round(a / b, 3), "bnlab_over_usual": None if c is None else round(a / c, 3),
-               "gflops_per_image": round(fpi / 1e9, 4), "peak_mem_gb": round(mem_a, 3),
-               "fraction_of_matmul_rate": round(a * fpi / rate, 4), "amp": args.amp, "channels_last": args.channels_last}
+        c = (
+            None
+            if args.skip_usual
+            else bench_usual(depth, args.batch, args.steps, device, n_train, args.workers)
+        )
+        row = {
+            "depth": depth,
+            "batch": args.batch,
+            "steps": args.steps,
+            "device": name,
+            "bnlab_img_s": round(a, 1),
+            "bare_img_s": round(b, 1),
+            "usual_img_s": None if c is None else round(c, 1),
+            "bnlab_over_bare": round(a / b, 3),
+            "bnlab_over_usual": None if c is None else round(a / c, 3),
+            "gflops_per_image": round(fpi / 1e9, 4),
+            "peak_mem_gb": round(mem_a, 3),
+            "fraction_of_matmul_rate": round(a * fpi / rate, 4),
+            "amp": args.amp,
+            "channels_last": args.channels_last,
+        }
         results.append(row)
-        print(f"ResNet-{depth} batch {args.batch}: bnlab {a:.1f} img/s | bare {b:.1f} img/s | "
-              f"usual {'-' if c is None else f'{c:.1f}'} img/s | bnlab/bare {a / b:.3f} | "
-              f"bnlab/usual {'-' if c is None else f'{a / c:.2f}'} | {fpi / 1e9:.3f} GFLOP/img | "
-              f"peak {mem_a:.2f} GB | {100 * a * fpi / rate:.1f}% of matmul rate", flush=True)
+        print(
+            f"ResNet-{depth} batch {args.batch}: bnlab {a:.1f} img/s | bare {b:.1f} img/s | "
+            f"usual {'-' if c is None else f'{c:.1f}'} img/s | bnlab/bare {a / b:.3f} | "
+            f"bnlab/usual {'-' if c is None else f'{a / c:.2f}'} | {fpi / 1e9:.3f} GFLOP/img | "
+            f"peak {mem_a:.2f} GB | {100 * a * fpi / rate:.1f}% of matmul rate",
+            flush=True,
+        )
     if args.out:
         Path(args.out).write_text(json.dumps({"matmul_flops": rate, "results": results}, indent=1))
     return 0

@@ -21,7 +21,19 @@ _LAZY = {
     "load_probes": ("bnlab.store", "load_probes"),
     "Config": ("bnlab.config", "Config"),
 }
-_SUBPACKAGES = {"rmt", "probes", "models", "nn", "data", "training", "store", "experiments", "figures", "report", "sweeps"}
+_SUBPACKAGES = {
+    "rmt",
+    "probes",
+    "models",
+    "nn",
+    "data",
+    "training",
+    "store",
+    "experiments",
+    "figures",
+    "report",
+    "sweeps",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -41,7 +41,9 @@ class InitConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str = "resnet_cifar"  # resnet_cifar | vgg_cifar | mlp
-    depth: int = 20  # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
+    depth: int = (
+        20  # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
+    )
     width: int = 1  # resnet/vgg: channel multiplier of the base width 16 / 64
     hidden: int = 512  # mlp: hidden units
     activation: Literal["relu", "linear"] = "relu"  # mlp only
@@ -51,7 +53,9 @@ class ModelConfig(_Strict):
     block: Literal["post", "pre"] = "post"  # He 2016 post-activation, or pre-activation
     shortcut: Literal["A", "B"] = "A"  # A: zero-pad identity; B: 1x1 projection + norm
     skipinit: bool = False  # a learnable scalar (init 0) on each residual branch
-    fixup: bool = False  # Fixup (Zhang et al. 2019): scalar biases/multiplier, rescaled branch init; needs norm none
+    fixup: bool = (
+        False  # Fixup (Zhang et al. 2019): scalar biases/multiplier, rescaled branch init; needs norm none
+    )
     num_classes: int | None = None  # None: taken from the dataset
     in_channels: int = 3
     image_size: int = 32
@@ -74,7 +78,9 @@ class ModelConfig(_Strict):
         if self.norm not in NORMS:
             raise ValueError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS.names())}")
         if self.name == "resnet_cifar" and (self.depth - 2) % 6 != 0:
-            raise ValueError(f"resnet_cifar depth must be 6n+2 (8, 14, 20, 32, 56, 110, ...), got {self.depth}")
+            raise ValueError(
+                f"resnet_cifar depth must be 6n+2 (8, 14, 20, 32, 56, 110, ...), got {self.depth}"
+            )
         if self.width < 1 or self.hidden < 1:
             raise ValueError("width and hidden must be >= 1")
         return self
@@ -82,7 +88,9 @@ class ModelConfig(_Strict):
 
 class DataConfig(_Strict):
     name: str = "cifar10"  # cifar10 | cifar100 | synthetic | arrays
-    root: str | None = None  # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
+    root: str | None = (
+        None  # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
+    )
     subset: int | None = None  # train on a seeded, class-stratified subset of this many images
     val_size: int = 5000  # held out of the train split (45k/5k); the test split is never touched
     augment: bool = True  # 4-px pad + random crop + horizontal flip, on the training device
@@ -225,7 +233,9 @@ class TrainConfig(_Strict):
     steps: int | None = None  # if set, the budget in optimizer steps (overrides epochs)
     eval_every: float = 1.0  # epochs between evaluations (test, val, train_eval)
     eval_train_subset: int = 1000  # images of the train split evaluated in eval mode (fixed, seeded)
-    eval_test_subset: int | None = None  # intermediate evaluations on a fixed seeded test subset (the final one is full)
+    eval_test_subset: int | None = (
+        None  # intermediate evaluations on a fixed seeded test subset (the final one is full)
+    )
     evaluate: bool = True  # False: no evaluation passes at all (max-lr trials); train metrics only
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     seed: int = 0
@@ -233,7 +243,9 @@ class TrainConfig(_Strict):
     amp: bool = False  # bf16 autocast on CUDA (fp32 master weights and BN statistics)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model (CUDA; state dicts stay those of the plain module)
-    sync_every: int = 1  # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
+    sync_every: int = (
+        1  # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
+    )
     checkpoint_every: float = 1.0  # epochs; also at least every checkpoint_minutes
     checkpoint_minutes: float = 5.0
     keep_checkpoints: int = 2
@@ -360,7 +372,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve(config: str | Path | dict[str, Any] | Config | None = None, overrides: list[str] | None = None) -> Config:
+def resolve(
+    config: str | Path | dict[str, Any] | Config | None = None, overrides: list[str] | None = None
+) -> Config:
     """YAML path, dict or Config, plus `a.b=value` overrides -> a validated Config."""
     if isinstance(config, Config):
         raw = config.model_dump(mode="json")

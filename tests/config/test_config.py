@@ -6,7 +6,9 @@ from bnlab.errors import UserError
 
 
 def test_round_trip_yaml_and_hash_stable(tmp_path):
-    cfg = resolve(None, ["model.depth=14", "optim.lr=0.01", "optim.warmup.kind=linear", "optim.warmup.steps=10"])
+    cfg = resolve(
+        None, ["model.depth=14", "optim.lr=0.01", "optim.warmup.kind=linear", "optim.warmup.steps=10"]
+    )
     path = tmp_path / "c.yaml"
     path.write_text(to_yaml(cfg))
     again = resolve(path)
@@ -31,9 +33,22 @@ def test_hash_is_a_known_constant_for_defaults():
 
 @pytest.mark.parametrize(
     "bad",
-    ["model.nonsense=1", "optim.lr=-1", "optim.lr=0", "model.depth=21", "model.norm=unicorn", "optim.lr=fast",
-     "train.divergence.mode=sometimes", "optim.milestones=[0.8,0.2]", "model.init.conv=magic", "data.name=mnist",
-     "optim.batch_size=0", "noequals", "=3", "probes=[{name: nope, every: 1}]"],
+    [
+        "model.nonsense=1",
+        "optim.lr=-1",
+        "optim.lr=0",
+        "model.depth=21",
+        "model.norm=unicorn",
+        "optim.lr=fast",
+        "train.divergence.mode=sometimes",
+        "optim.milestones=[0.8,0.2]",
+        "model.init.conv=magic",
+        "data.name=mnist",
+        "optim.batch_size=0",
+        "noequals",
+        "=3",
+        "probes=[{name: nope, every: 1}]",
+    ],
 )
 def test_bad_overrides_are_one_sentence_user_errors(bad):
     with pytest.raises(UserError) as e:

@@ -36,9 +36,30 @@ def test_enospc_marks_run_failed_and_keeps_earlier_results(tmp_path, tiny_overri
 
 def test_cli_write_failure_is_one_sentence(tmp_path):
     env = {**os.environ, "BNLAB_FAULT_ENOSPC": "append_line:1"}
-    proc = subprocess.run([sys.executable, "-m", "bnlab.cli.main", "train", "--runs", str(tmp_path), "--quiet",
-                           "--set", "model.depth=8", "--set", "data.name=synthetic", "--set", "data.synthetic_train=256",
-                           "--set", "optim.batch_size=32", "--set", "train.epochs=1"], env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnlab.cli.main",
+            "train",
+            "--runs",
+            str(tmp_path),
+            "--quiet",
+            "--set",
+            "model.depth=8",
+            "--set",
+            "data.name=synthetic",
+            "--set",
+            "data.synthetic_train=256",
+            "--set",
+            "optim.batch_size=32",
+            "--set",
+            "train.epochs=1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "write failed: No space left on device" in proc.stderr
 
@@ -52,16 +73,30 @@ def _overflowing_model():
     return m
 
 
-@pytest.mark.parametrize("name", ["gradient_histogram", "activation_moments", "output_bias", "kernel_alignment",
-                                  "gradient_spectrum", "gradient_variance", "step_size_scan", "sgd_noise",
-                                  "hessian_top_eig", "gradient_geometry"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gradient_histogram",
+        "activation_moments",
+        "output_bias",
+        "kernel_alignment",
+        "gradient_spectrum",
+        "gradient_variance",
+        "step_size_scan",
+        "sgd_noise",
+        "hessian_top_eig",
+        "gradient_geometry",
+    ],
+)
 def test_probes_on_an_overflowing_network_return_nonfinite_rows(name):
     model = _overflowing_model()
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
     fn = PROBES.get(name)
     if PROBE_KIND[name] == "data":
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        res = call_probe(fn, name, model, [(x, y), (x.flip(0), y.flip(0))], ctx=ProbeContext(optimizer=opt, lr=0.1))
+        res = call_probe(
+            fn, name, model, [(x, y), (x.flip(0), y.flip(0))], ctx=ProbeContext(optimizer=opt, lr=0.1)
+        )
     else:
         res = call_probe(fn, name, model, x, y)
     assert "finite" in res.table.columns

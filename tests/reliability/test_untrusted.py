@@ -23,8 +23,20 @@ def test_yaml_config_with_python_tags_is_refused(tmp_path):
     cfg.write_text(f"model: !!python/object/apply:os.system ['touch {marker}']\n")
     with pytest.raises(UserError):
         resolve(cfg)
-    proc = subprocess.run([sys.executable, "-m", "bnlab.cli.main", "train", "--config", str(cfg), "--runs",
-                           str(tmp_path / "runs")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnlab.cli.main",
+            "train",
+            "--config",
+            str(cfg),
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert not marker.exists()
 
@@ -38,7 +50,9 @@ def test_foreign_run_directory_is_read_without_executing(tmp_path):
     ok = tmp_path / "runs" / "def456"
     (ok / "probes").mkdir(parents=True)
     (ok / "config.yaml").write_text("model: {depth: 8}\n")
-    (ok / "probes" / "p.jsonl").write_text('{"probe": "p", "layer": "a", "metric": "m", "value": 1.0, "step": 0}\n')
+    (ok / "probes" / "p.jsonl").write_text(
+        '{"probe": "p", "layer": "a", "metric": "m", "value": 1.0, "step": 0}\n'
+    )
     # an npz holding a pickled object array: numpy refuses it with allow_pickle=False
     np.savez(ok / "probes" / "p.npz", obj=np.array([{"x": 1}], dtype=object))
     df = load_runs(tmp_path / "runs")
@@ -60,16 +74,59 @@ def _cli(argv):
     return code, out.getvalue(), err.getvalue()
 
 
-KEYS = st.sampled_from([
-    "model.depth", "model.norm", "model.width", "model.placement", "model.init.conv", "model.init.fc",
-    "optim.lr", "optim.momentum", "optim.batch_size", "optim.milestones", "optim.warmup.steps",
-    "optim.warmup.kind", "train.epochs", "train.steps", "train.divergence.threshold", "train.divergence.mode",
-    "data.name", "data.subset", "data.val_size", "probes", "model", "nonsense", "model.nonsense", "train.seed",
-])
+KEYS = st.sampled_from(
+    [
+        "model.depth",
+        "model.norm",
+        "model.width",
+        "model.placement",
+        "model.init.conv",
+        "model.init.fc",
+        "optim.lr",
+        "optim.momentum",
+        "optim.batch_size",
+        "optim.milestones",
+        "optim.warmup.steps",
+        "optim.warmup.kind",
+        "train.epochs",
+        "train.steps",
+        "train.divergence.threshold",
+        "train.divergence.mode",
+        "data.name",
+        "data.subset",
+        "data.val_size",
+        "probes",
+        "model",
+        "nonsense",
+        "model.nonsense",
+        "train.seed",
+    ]
+)
 VALUES = st.one_of(
-    st.integers(-10**6, 10**6).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.sampled_from(["batch", "none", "group", "xavier", "[1, 2]", "{a: 1}", "", "null", "true", "[0.5, 0.2]",
-                     "unicorn", "'", "[", "{", "!!python/object/apply:os.system ['true']", "1e-3", "nan", "-inf"]),
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(
+        [
+            "batch",
+            "none",
+            "group",
+            "xavier",
+            "[1, 2]",
+            "{a: 1}",
+            "",
+            "null",
+            "true",
+            "[0.5, 0.2]",
+            "unicorn",
+            "'",
+            "[",
+            "{",
+            "!!python/object/apply:os.system ['true']",
+            "1e-3",
+            "nan",
+            "-inf",
+        ]
+    ),
     st.text(max_size=12),
 )
 

@@ -23,9 +23,11 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
 def test_atomic_write_killed_midway_keeps_old_file(tmp_path):
     target = tmp_path / "s.json"
     atomic_write_json(target, {"old": True})
-    code = ("import os; os.environ['BNLAB_FAULT']='atomic_write:1';"
-            "from bnlab.store.files import atomic_write_json;"
-            f"atomic_write_json({str(target)!r}, {{'new': True}})")
+    code = (
+        "import os; os.environ['BNLAB_FAULT']='atomic_write:1';"
+        "from bnlab.store.files import atomic_write_json;"
+        f"atomic_write_json({str(target)!r}, {{'new': True}})"
+    )
     proc = subprocess.run([sys.executable, "-c", code])
     assert proc.returncode == -9
     assert json.loads(target.read_text()) == {"old": True}
@@ -89,7 +91,9 @@ def test_lock_exclusive_and_stale_recovery(tmp_path):
     assert not RunLock(tmp_path).acquire()
     a.release()
     # a lock left by a dead process is stale
-    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
     import socket
 
     (tmp_path / "lock").write_text(f"{proc.stdout.strip()} {socket.gethostname()} 0\n")
@@ -99,8 +103,9 @@ def test_lock_exclusive_and_stale_recovery(tmp_path):
 def test_write_probe_replaces_same_step(tmp_path):
     root = tmp_path
     tmp_path = root / "run1"
-    r = ProbeResult.from_rows([{"probe": "p", "layer": "a", "metric": "m", "value": 1.0}], {"x": np.arange(3)},
-                              norm_mode="none")
+    r = ProbeResult.from_rows(
+        [{"probe": "p", "layer": "a", "metric": "m", "value": 1.0}], {"x": np.arange(3)}, norm_mode="none"
+    )
     write_probe(tmp_path, "p", r, step=0)
     write_probe(tmp_path, "p", r, step=0)
     write_probe(tmp_path, "p", r, step=5)

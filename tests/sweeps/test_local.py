@@ -42,8 +42,12 @@ def _sweep_cmd(spec, runs):
 def test_two_concurrent_sweeps_split_the_work(tmp_path, tiny_spec):
     runs = tmp_path / "runs"
     env = {**os.environ, "BNLAB_TRACE_RUNS": str(tmp_path / "trace")}
-    a = subprocess.Popen(_sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    b = subprocess.Popen(_sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    a = subprocess.Popen(
+        _sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    b = subprocess.Popen(
+        _sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert a.wait(timeout=600) == 0 and b.wait(timeout=600) == 0
     df = load_runs(runs)
     assert len(df) == 4 and set(df["state"]) == {"complete"}
@@ -56,18 +60,33 @@ def test_two_concurrent_sweeps_split_the_work(tmp_path, tiny_spec):
 def test_sweep_killed_at_random_moments_completes_without_repeats(tmp_path, tiny_spec):
     runs = tmp_path / "runs"
     clean = tmp_path / "clean"
-    assert subprocess.run(_sweep_cmd(tiny_spec, clean), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    assert (
+        subprocess.run(
+            _sweep_cmd(tiny_spec, clean), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
+    )
     env = {**os.environ, "BNLAB_TRACE_RUNS": str(tmp_path / "trace")}
     import random
 
     rng = random.Random(0)
     for _ in range(4):
-        p = subprocess.Popen(_sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+        p = subprocess.Popen(
+            _sweep_cmd(tiny_spec, runs),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(rng.uniform(1.0, 6.0))
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
-    assert subprocess.run(_sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    assert (
+        subprocess.run(
+            _sweep_cmd(tiny_spec, runs), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ).returncode
+        == 0
+    )
     a, b = load_runs(clean).set_index("run_id"), load_runs(runs).set_index("run_id")
     assert set(b["state"]) == {"complete"}
     cols = [c for c in a.columns if c.startswith("summary.") and c.endswith(("loss", "acc"))]

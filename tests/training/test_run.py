@@ -28,7 +28,17 @@ def test_run_directory_matches_schema(tmp_path, tiny_overrides):
     st = json.loads((d / "status.json").read_text())
     assert st["state"] == "complete" and st["schema"] == 1 and st["step"] == 16
     summary, lines = _final(d)
-    for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "steps", "wall_s", "img_per_s"):
+    for k in (
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "steps",
+        "wall_s",
+        "img_per_s",
+    ):
         assert k in summary
     assert {ln["split"] for ln in lines} == {"train", "train_eval", "val", "test"}
     assert all(set(ln) == {"step", "epoch", "split", "loss", "acc", "lr", "wall_s"} for ln in lines)
@@ -88,8 +98,12 @@ def test_corrupt_latest_checkpoint_uses_previous(tmp_path, tiny_overrides):
 
 @pytest.mark.parametrize("mode,threshold", [("relative", 5.0), ("absolute", 30.0)])
 def test_divergence_is_a_result(tmp_path, tiny_overrides, mode, threshold):
-    over = tiny_overrides + ["model.norm=none", "optim.lr=5.0", f"train.divergence.mode={mode}",
-                             f"train.divergence.threshold={threshold}"]
+    over = tiny_overrides + [
+        "model.norm=none",
+        "optim.lr=5.0",
+        f"train.divergence.mode={mode}",
+        f"train.divergence.threshold={threshold}",
+    ]
     d = train(None, tmp_path, over, progress=False)
     st = RunDir(d).status()
     assert st["state"] == "diverged", st
@@ -104,7 +118,11 @@ def test_probes_do_not_change_the_trajectory(tmp_path, tiny_overrides):
     a = train(None, tmp_path / "a", over, progress=False)
     probes = "probes=[{name: activation_moments, every: 3}, {name: output_bias, at: [0, 10]}]"
     b = train(None, tmp_path / "b", over + [probes], progress=False)
-    wa = torch.load(list_checkpoints(a / "ckpt")[-1], weights_only=True) if list_checkpoints(a / "ckpt") else None
+    wa = (
+        torch.load(list_checkpoints(a / "ckpt")[-1], weights_only=True)
+        if list_checkpoints(a / "ckpt")
+        else None
+    )
     assert _final(a)[0]["test_loss"] == _final(b)[0]["test_loss"]
     assert _final(a)[0]["train_loss"] == _final(b)[0]["train_loss"]
     assert (b / "probes" / "activation_moments.jsonl").exists()

@@ -7,8 +7,14 @@ import argparse
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (sections model, data, optim, train, probes)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=0.01 (repeatable; values are YAML)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=0.01 (repeatable; values are YAML)",
+    )
 
 
 def add_runs_arg(p: argparse.ArgumentParser, default: str = "runs") -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from bnlab.registry import Registry
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -11,18 +14,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def registry(what: str):
+def registry(what: str) -> Registry[Any]:
     if what == "models":
-        from bnlab.models import MODELS as r
-    elif what == "norms":
-        from bnlab.nn.norms import NORMS as r
-    elif what == "inits":
-        from bnlab.nn.init import INITS as r
-    elif what == "datasets":
-        from bnlab.data import DATASETS as r
-    else:
-        from bnlab.probes import PROBES as r
-    return r
+        from bnlab.models import MODELS
+
+        return MODELS
+    if what == "norms":
+        from bnlab.nn.norms import NORMS
+
+        return NORMS
+    if what == "inits":
+        from bnlab.nn.init import INITS
+
+        return INITS
+    if what == "datasets":
+        from bnlab.data import DATASETS
+
+        return DATASETS
+    from bnlab.probes import PROBES
+
+    return PROBES
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,37 +7,40 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 import bnlab
 
-# subcommand -> module in bnlab.cli (each has add_parser(subparsers) and run(args) -> int)
-COMMANDS = {
-    "train": "train",
-    "sweep": "sweep",
-    "reproduce": "reproduce",
-    "report": "report",
-    "compare": "compare",
-    "experiments": "experiments",
-    "status": "status",
-    "export": "export",
-    "probe": "probe",
-    "rmt": "rmt",
-    "ls": "ls",
-    "data": "data",
-}
+# one module per subcommand in bnlab.cli, each with add_parser(subparsers) and run(args) -> int
+COMMANDS = [
+    "train",
+    "sweep",
+    "reproduce",
+    "report",
+    "compare",
+    "experiments",
+    "status",
+    "export",
+    "probe",
+    "rmt",
+    "ls",
+    "data",
+]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one sentence, exit 2 (argparse's own convention)
+    def error(self, message: str) -> NoReturn:  # one sentence, exit 2 (argparse's own convention)
         sys.stderr.write(f"bnlab: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bnlab", description="A laboratory for understanding normalization in deep networks.")
+    parser = _Parser(
+        prog="bnlab", description="A laboratory for understanding normalization in deep networks."
+    )
     parser.add_argument("--version", action="version", version=f"bnlab {bnlab.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, module in COMMANDS.items():
+    for module in COMMANDS:
         try:
             mod = importlib.import_module(f"bnlab.cli.{module}")
         except ModuleNotFoundError as e:
@@ -63,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"bnlab: {e}\n")
         return 2
     except OSError as e:  # a write failure (disk full, permissions): the run is marked failed, results kept
-        sys.stderr.write(f"bnlab: write failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}\n")
+        sys.stderr.write(
+            f"bnlab: write failed: {e.strerror or e}{f' ({e.filename})' if e.filename else ''}\n"
+        )
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("bnlab: interrupted; run the same command again to resume\n")

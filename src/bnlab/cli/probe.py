@@ -15,9 +15,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=1, help="minibatches to probe (default 1)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--layers", default=None, help="comma-separated module names or paper layer numbers")
-    p.add_argument("--checkpoint", default=None, help="a bnlab checkpoint or state dict (loaded weights-only)")
-    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="a probe option (values are YAML), e.g. --option per_example=coupled")
+    p.add_argument(
+        "--checkpoint", default=None, help="a bnlab checkpoint or state dict (loaded weights-only)"
+    )
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a probe option (values are YAML), e.g. --option per_example=coupled",
+    )
     p.add_argument("--out", required=True, help="FILE.csv or FILE.json for the table")
     p.add_argument("--plot", default=None, help="FILE.png: a plot of every metric per layer")
     return p
@@ -41,16 +49,34 @@ def run(args: argparse.Namespace) -> int:
     try:
         layers = parse_layers(args.layers)
     except ValueError:
-        raise UserError(f"--layers {args.layers!r} is not a comma-separated list of names or numbers") from None
-    result = run_probe(cfg, args.name, batches=args.batches, batch_size=args.batch_size, layers=layers,
-                       checkpoint=args.checkpoint, options=options)
+        raise UserError(
+            f"--layers {args.layers!r} is not a comma-separated list of names or numbers"
+        ) from None
+    result = run_probe(
+        cfg,
+        args.name,
+        batches=args.batches,
+        batch_size=args.batch_size,
+        layers=layers,
+        checkpoint=args.checkpoint,
+        options=options,
+    )
     table = result.table
     if args.out.endswith(".csv"):
         atomic_write_text(args.out, table.to_csv(index=False))
     else:
-        atomic_write_text(args.out, json.dumps({"attrs": {k: v for k, v in result.attrs.items()
-                                                          if isinstance(v, str | int | float | bool)},
-                                                "rows": json.loads(table.to_json(orient="records"))}, indent=1))
+        atomic_write_text(
+            args.out,
+            json.dumps(
+                {
+                    "attrs": {
+                        k: v for k, v in result.attrs.items() if isinstance(v, str | int | float | bool)
+                    },
+                    "rows": json.loads(table.to_json(orient="records")),
+                },
+                indent=1,
+            ),
+        )
     if args.plot:
         from bnlab.figures.generic import metrics_by_layer
 

@@ -6,14 +6,22 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("reproduce", help="run the whole study (or --only some experiments) and build the report")
+    p = sub.add_parser(
+        "reproduce", help="run the whole study (or --only some experiments) and build the report"
+    )
     p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "fast", "paper"])
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (E1,E8,lr_study)")
     p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
     p.add_argument("--runs", default="runs", help="runs root (default: runs)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value in every run (e.g. data.root=DIR)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value in every run (e.g. data.root=DIR)",
+    )
     p.add_argument("--retry-failed", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -24,8 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from bnlab.experiments.reproduce import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-    path = reproduce(args.profile, only, args.runs, overrides=args.overrides, executor=args.executor,
-                     address=args.address, retry_failed=args.retry_failed, force=args.force, dry_run=args.dry_run)
+    path = reproduce(
+        args.profile,
+        only,
+        args.runs,
+        overrides=args.overrides,
+        executor=args.executor,
+        address=args.address,
+        retry_failed=args.retry_failed,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
     if path is not None:
         print(path)
     return 0

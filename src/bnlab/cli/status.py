@@ -30,13 +30,35 @@ def run(args: argparse.Namespace) -> int:
     counts = df["state"].value_counts().to_dict()
     con.print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     t = Table()
-    for c in ("run_id", "state", "step", "model.depth", "model.norm", "optim.lr", "summary.test_acc", "reason"):
+    for c in (
+        "run_id",
+        "state",
+        "step",
+        "model.depth",
+        "model.norm",
+        "optim.lr",
+        "summary.test_acc",
+        "reason",
+    ):
         t.add_column(c)
     for _, r in df.sort_values(["state", "run_id"]).iterrows():
         vals = []
-        for c in ("run_id", "state", "step", "model.depth", "model.norm", "optim.lr", "summary.test_acc", "reason"):
+        for c in (
+            "run_id",
+            "state",
+            "step",
+            "model.depth",
+            "model.norm",
+            "optim.lr",
+            "summary.test_acc",
+            "reason",
+        ):
             v = r.get(c)
-            vals.append("" if v is None or (isinstance(v, float) and v != v) else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+            vals.append(
+                ""
+                if v is None or (isinstance(v, float) and v != v)
+                else (f"{v:.4f}" if isinstance(v, float) else str(v))
+            )
         t.add_row(*vals)
     con.print(t)
     return 0

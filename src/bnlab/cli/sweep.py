@@ -8,11 +8,19 @@ from bnlab.cli.common import add_runs_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("sweep", help="expand an experiment's grid and run it (skips finished runs, resumes others)")
+    p = sub.add_parser(
+        "sweep", help="expand an experiment's grid and run it (skips finished runs, resumes others)"
+    )
     p.add_argument("spec", help="experiment id (E1), name (lr_study) or a spec YAML file")
     p.add_argument("--profile", default="smoke", help="smoke | cpu | fast | paper (default smoke)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value in every run")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value in every run",
+    )
     add_runs_arg(p)
     p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
@@ -27,7 +35,16 @@ def run(args: argparse.Namespace) -> int:
     from bnlab.experiments.spec import find_specs
 
     specs = find_specs([args.spec])
-    run_specs(specs, args.profile, args.runs, overrides=args.overrides, executor=args.executor,
-              address=args.address, retry_failed=args.retry_failed, force=args.force, dry_run=args.dry_run)
+    run_specs(
+        specs,
+        args.profile,
+        args.runs,
+        overrides=args.overrides,
+        executor=args.executor,
+        address=args.address,
+        retry_failed=args.retry_failed,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
     print(args.runs)
     return 0

@@ -13,7 +13,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one configuration (resumes if interrupted)")
     add_config_args(p)
     add_runs_arg(p)
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and run id, train nothing")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the resolved config and run id, train nothing"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     return p
 
@@ -47,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
         raise
     finally:
         lock.release()
-    sys.stderr.write(f"bnlab: run {run_dir.name} {status['state']}" + (f" ({status['reason']})" if status.get("reason") else "") + "\n")
+    sys.stderr.write(
+        f"bnlab: run {run_dir.name} {status['state']}"
+        + (f" ({status['reason']})" if status.get("reason") else "")
+        + "\n"
+    )
     print(run_dir)
     return 0

@@ -195,7 +195,11 @@ def read(name: str, root: str | os.PathLike[str] | None = None) -> RawData:
     a local sweep share one read (callers never modify RawData's tensors: splits index into copies)."""
     spec = _spec(name)
     folder = locate(name, root)
-    key = (name, str(folder.resolve()), *(_stamp(folder / f) for f in (spec.meta_file, *spec.train_files, spec.test_file)))
+    key = (
+        name,
+        str(folder.resolve()),
+        *(_stamp(folder / f) for f in (spec.meta_file, *spec.train_files, spec.test_file)),
+    )
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = _read_folder(folder, spec)

@@ -36,8 +36,10 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
     status = rd.status()
     path = rd.ckpt / "diverging.pt"
     if status["state"] != "diverged" or not path.exists():
-        rd.add_warning("the run did not diverge (or diverged at its first step): no diverging update to scan; "
-                       "raise optim.lr")
+        rd.add_warning(
+            "the run did not diverge (or diverged at its first step): no diverging update to scan; "
+            "raise optim.lr"
+        )
         write_probe(rd.path, "diverging_step", _empty(), step=0)
         return rd.status()
     device = resolve_device(cfg.train.device)
@@ -56,9 +58,17 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
     batch_prev = dd.train_batch(prev_step, cfg.optim.batch_size, **kw)
     batch_fired = dd.train_batch(fired, cfg.optim.batch_size, **kw)
     opts = dict(cfg.task_options)
-    result = diverging_step(model, batch_prev, batch_fired, optimizer, layers=opts.get("layers", (8, 44, 80)),
-                            grid=int(opts.get("grid", 21)))
-    result.attrs.update(fired_step=fired, threshold=float(saved["threshold"]), fired_loss=float(saved["loss"]))
+    result = diverging_step(
+        model,
+        batch_prev,
+        batch_fired,
+        optimizer,
+        layers=opts.get("layers", (8, 44, 80)),
+        grid=int(opts.get("grid", 21)),
+    )
+    result.attrs.update(
+        fired_step=fired, threshold=float(saved["threshold"]), fired_loss=float(saved["loss"])
+    )
     write_probe(rd.path, "diverging_step", result, step=fired)
     return rd.status()
 
@@ -66,4 +76,6 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
 def _empty():
     from bnlab.probes.result import ProbeResult
 
-    return ProbeResult.from_rows([{"probe": "diverging_step", "layer": "model", "metric": "diverged", "value": 0.0}])
+    return ProbeResult.from_rows(
+        [{"probe": "diverging_step", "layer": "model", "metric": "diverged", "value": 0.0}]
+    )

@@ -53,28 +53,72 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
         diverged = status["state"] == "diverged"
         first, last = summary.get("first_loss"), summary.get("last10_loss")
         ok = trial_stability(first, last, diverged)
-        trials.append({"lr": lr, "seed": seed, "stable": ok, "state": status["state"], "step": status["step"],
-                       "first_loss": first, "last10_loss": last})
+        trials.append(
+            {
+                "lr": lr,
+                "seed": seed,
+                "stable": ok,
+                "state": status["state"],
+                "step": status["step"],
+                "first_loss": first,
+                "last10_loss": last,
+            }
+        )
         return ok
 
-    res = max_stable_lr(is_stable, lo=float(opts.get("lo", 1e-6)), hi=float(opts.get("hi", 100.0)), seeds=seeds,
-                        iters=int(opts.get("iters", 8)), start=float(opts.get("start", 0.1)))
-    rows = [
+    res = max_stable_lr(
+        is_stable,
+        lo=float(opts.get("lo", 1e-6)),
+        hi=float(opts.get("hi", 100.0)),
+        seeds=seeds,
+        iters=int(opts.get("iters", 8)),
+        start=float(opts.get("start", 0.1)),
+    )
+    rows: list[dict[str, Any]] = [
         {"probe": "max_stable_lr", "layer": "model", "metric": "max_stable_lr", "value": res.max_stable_lr},
-        {"probe": "max_stable_lr", "layer": "model", "metric": "min_unstable_lr", "value": res.min_unstable_lr},
+        {
+            "probe": "max_stable_lr",
+            "layer": "model",
+            "metric": "min_unstable_lr",
+            "value": res.min_unstable_lr,
+        },
         {"probe": "max_stable_lr", "layer": "model", "metric": "censored", "value": float(res.censored)},
         {"probe": "max_stable_lr", "layer": "model", "metric": "steps", "value": float(steps)},
         {"probe": "max_stable_lr", "layer": "model", "metric": "seeds", "value": float(len(seeds))},
     ]
     write_probe(rd.path, "max_stable_lr", ProbeResult.from_rows(rows, norm_mode="batch_stats"), step=0)
-    write_probe(rd.path, "max_lr_trials",
-                ProbeResult.from_rows([{"probe": "max_lr_trials", "layer": "model", "metric": "stable",
-                                        "value": float(t["stable"]), "lr": t["lr"], "seed": t["seed"],
-                                        "state": t["state"], "fired_step": t["step"]} for t in trials]), step=0)
+    write_probe(
+        rd.path,
+        "max_lr_trials",
+        ProbeResult.from_rows(
+            [
+                {
+                    "probe": "max_lr_trials",
+                    "layer": "model",
+                    "metric": "stable",
+                    "value": float(t["stable"]),
+                    "lr": t["lr"],
+                    "seed": t["seed"],
+                    "state": t["state"],
+                    "fired_step": t["step"],
+                }
+                for t in trials
+            ]
+        ),
+        step=0,
+    )
     from bnlab.store.files import atomic_write_json
 
-    atomic_write_json(rd.summary, {"max_stable_lr": res.max_stable_lr, "min_unstable_lr": res.min_unstable_lr,
-                                   "censored": res.censored, "steps": steps, "seeds": list(seeds),
-                                   "trials": len(trials)})
+    atomic_write_json(
+        rd.summary,
+        {
+            "max_stable_lr": res.max_stable_lr,
+            "min_unstable_lr": res.min_unstable_lr,
+            "censored": res.censored,
+            "steps": steps,
+            "seeds": list(seeds),
+            "trials": len(trials),
+        },
+    )
     rd.set_status("complete", 0)
     return rd.status()

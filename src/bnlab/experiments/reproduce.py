@@ -11,10 +11,19 @@ from bnlab.experiments.spec import find_specs
 from bnlab.store.files import atomic_write_json, read_json
 
 
-def reproduce(profile: str = "smoke", only: list[str] | None = None, runs_root: str | Path = "runs", *,
-              overrides: list[str] | None = None, executor: str = "local", address: str | None = None,
-              retry_failed: bool = False, force: bool = False, dry_run: bool = False,
-              command: str | None = None) -> Path | None:
+def reproduce(
+    profile: str = "smoke",
+    only: list[str] | None = None,
+    runs_root: str | Path = "runs",
+    *,
+    overrides: list[str] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    command: str | None = None,
+) -> Path | None:
     """Run the study under `profile` into `runs_root` and build `runs_root/report/report.html`; returns its path."""
     specs = find_specs(only)
     root = Path(runs_root)
@@ -23,12 +32,29 @@ def reproduce(profile: str = "smoke", only: list[str] | None = None, runs_root: 
         root.mkdir(parents=True, exist_ok=True)
         cmd = command or " ".join(["bnlab", *map(shlex.quote, sys.argv[1:])])
         prev = read_json(root / "reproduce.json", {}) or {}
-        atomic_write_json(root / "reproduce.json", {
-            "profile": profile, "specs": sorted({*prev.get("specs", []), *(s.id for s in specs)}) if prev.get("profile") == profile else [s.id for s in specs],
-            "command": cmd, "overrides": overrides or [], "executor": executor,
-        })
-    run_specs(specs, profile, root, overrides=overrides, executor=executor, address=address,
-              retry_failed=retry_failed, force=force, dry_run=dry_run)
+        atomic_write_json(
+            root / "reproduce.json",
+            {
+                "profile": profile,
+                "specs": sorted({*prev.get("specs", []), *(s.id for s in specs)})
+                if prev.get("profile") == profile
+                else [s.id for s in specs],
+                "command": cmd,
+                "overrides": overrides or [],
+                "executor": executor,
+            },
+        )
+    run_specs(
+        specs,
+        profile,
+        root,
+        overrides=overrides,
+        executor=executor,
+        address=address,
+        retry_failed=retry_failed,
+        force=force,
+        dry_run=dry_run,
+    )
     if dry_run:
         return None
     from bnlab.report import build_report
@@ -42,8 +68,12 @@ def ensure_data(specs, profile: str, overrides: list[str]) -> None:
     from bnlab.data import DataError, download, locate
     from bnlab.errors import UserError
 
-    needed = {(c.data.name, c.data.root) for s in specs for c in s.configs(profile, overrides)
-              if c.data.name in ("cifar10", "cifar100")}
+    needed = {
+        (c.data.name, c.data.root)
+        for s in specs
+        for c in s.configs(profile, overrides)
+        if c.data.name in ("cifar10", "cifar100")
+    }
     for name, data_root in sorted(needed, key=str):
         try:
             locate(name, data_root)

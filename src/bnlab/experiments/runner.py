@@ -22,7 +22,9 @@ def expand(specs: list[Spec], profile: str, overrides: list[str] | None = None) 
     return out
 
 
-def plan_text(pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, measure: bool = True) -> tuple[str, float]:
+def plan_text(
+    pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, measure: bool = True
+) -> tuple[str, float]:
     lines = [f"plan: profile {profile}, runs root {runs_root}"]
     total_s = 0.0
     by_spec: dict[str, list[Config]] = {}
@@ -48,9 +50,19 @@ def plan_text(pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, m
     return "\n".join(lines), total_s
 
 
-def run_specs(specs: list[Spec], profile: str, runs_root: str | Path, *, overrides: list[str] | None = None,
-              executor: str = "local", address: str | None = None, retry_failed: bool = False,
-              force: bool = False, dry_run: bool = False, measure: bool = True):
+def run_specs(
+    specs: list[Spec],
+    profile: str,
+    runs_root: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    force: bool = False,
+    dry_run: bool = False,
+    measure: bool = True,
+):
     from bnlab.sweeps import get_executor
 
     root = Path(runs_root)
@@ -69,8 +81,15 @@ def run_specs(specs: list[Spec], profile: str, runs_root: str | Path, *, overrid
         tags.setdefault(rid, []).append(f"{s.id}/{profile}")
     ordered = list(configs)
     run = get_executor(executor)
-    with Progress(TextColumn("[bold]runs"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[last]}"),
-                  TimeElapsedColumn(), console=console, disable=not sys.stderr.isatty()) as bar:
+    with Progress(
+        TextColumn("[bold]runs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
         task = bar.add_task("runs", total=len(ordered), last="")
         finished = {"n": 0}
 
@@ -80,11 +99,22 @@ def run_specs(specs: list[Spec], profile: str, runs_root: str | Path, *, overrid
             if not sys.stderr.isatty():
                 console.print(f"run {finished['n']}/{len(ordered)} {rid} {state}", highlight=False)
 
-        result = run([configs[r] for r in ordered], root, retry_failed=retry_failed, force=force,
-                     on_done=on_done, tags=[tags[r] for r in ordered], address=address)
+        result = run(
+            [configs[r] for r in ordered],
+            root,
+            retry_failed=retry_failed,
+            force=force,
+            on_done=on_done,
+            tags=[tags[r] for r in ordered],
+            address=address,
+        )
     states: dict[str, int] = {}
     for st in result.states.values():
         states[st] = states.get(st, 0) + 1
-    console.print("sweep finished: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
-                  + f" ({len(result.skipped)} already done)", highlight=False)
+    console.print(
+        "sweep finished: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+        + f" ({len(result.skipped)} already done)",
+        highlight=False,
+    )
     return result

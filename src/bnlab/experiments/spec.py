@@ -73,7 +73,9 @@ class Spec(BaseModel):
                 if "+" in k:
                     parts = k.split("+")
                     if not isinstance(v, list | tuple) or len(v) != len(parts):
-                        raise UserError(f"experiment {self.id}: grid axis {k!r} needs lists of {len(parts)} values")
+                        raise UserError(
+                            f"experiment {self.id}: grid axis {k!r} needs lists of {len(parts)} values"
+                        )
                     point.update(zip(parts, v))
                 else:
                     point[k] = v
@@ -124,7 +126,9 @@ def load_spec(path: str | Path) -> Spec:
         return Spec.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
-        raise UserError(f"experiment spec {p.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise UserError(
+            f"experiment spec {p.name}: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+        ) from None
 
 
 def find_specs(selectors: list[str] | None) -> list[Spec]:
@@ -141,6 +145,8 @@ def find_specs(selectors: list[str] | None) -> list[Spec]:
         if not hits:  # "E12" names the whole E12a..e family
             hits = [s for s in specs if s.id.rstrip("abcdefgh") == sel.upper()]
         if not hits:
-            raise UserError(f"no experiment {sel!r}; `bnlab experiments` lists them ({', '.join(s.id for s in specs)})")
+            raise UserError(
+                f"no experiment {sel!r}; `bnlab experiments` lists them ({', '.join(s.id for s in specs)})"
+            )
         out.extend(h for h in hits if h not in out)
     return out

@@ -41,8 +41,9 @@ def mark_finite(result: ProbeResult) -> ProbeResult:
     return result
 
 
-def call_probe(fn: Callable[..., ProbeResult], name: str, model: nn.Module, first: Any, *args: Any,
-               **kw: Any) -> ProbeResult:
+def call_probe(
+    fn: Callable[..., ProbeResult], name: str, model: nn.Module, first: Any, *args: Any, **kw: Any
+) -> ProbeResult:
     """Run probe `fn(model, first, *args, **kw)`; see the module docstring."""
     try:
         return mark_finite(fn(model, first, *args, **kw))
@@ -50,8 +51,18 @@ def call_probe(fn: Callable[..., ProbeResult], name: str, model: nn.Module, firs
         x = first if torch.is_tensor(first) else (first[0][0] if first else None)
         if network_is_finite(model, x):
             raise
-        res = ProbeResult.from_rows([{"probe": name, "layer": "model", "metric": "nonfinite", "value": math.nan,
-                                      "reason": f"{type(e).__name__}: {str(e)[:160]}"}], norm_mode="none")
+        res = ProbeResult.from_rows(
+            [
+                {
+                    "probe": name,
+                    "layer": "model",
+                    "metric": "nonfinite",
+                    "value": math.nan,
+                    "reason": f"{type(e).__name__}: {str(e)[:160]}",
+                }
+            ],
+            norm_mode="none",
+        )
         res.table["finite"] = False
         res.attrs["nonfinite"] = True
         return res

@@ -24,7 +24,9 @@ class ProbeResult:
     attrs: dict[str, object] = field(default_factory=dict)
 
     @staticmethod
-    def from_rows(rows: list[dict], arrays: dict[str, np.ndarray] | None = None, **attrs: object) -> ProbeResult:
+    def from_rows(
+        rows: list[dict], arrays: dict[str, np.ndarray] | None = None, **attrs: object
+    ) -> ProbeResult:
         df = pd.DataFrame(rows)
         for c in COLUMNS:
             if c not in df.columns:

@@ -17,7 +17,7 @@ from bnlab.probes.result import ProbeResult
 
 
 def parse_layers(text: str | None) -> list[str | int] | None:
-    """"55,conv1,layer2.0.conv1" -> [55, "conv1", "layer2.0.conv1"] (numbers are paper layers)."""
+    """ "55,conv1,layer2.0.conv1" -> [55, "conv1", "layer2.0.conv1"] (numbers are paper layers)."""
     if not text:
         return None
     out: list[str | int] = []
@@ -49,12 +49,21 @@ def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     try:
         model.load_state_dict(sd)
     except (RuntimeError, TypeError) as e:
-        raise UserError(f"checkpoint {str(p)!r} does not match the configured model ({str(e).splitlines()[0][:120]})") from None
+        raise UserError(
+            f"checkpoint {str(p)!r} does not match the configured model ({str(e).splitlines()[0][:120]})"
+        ) from None
 
 
-def run_probe(cfg: Config, name: str, *, batches: int = 1, batch_size: int | None = None,
-              layers: list[str | int] | None = None, checkpoint: str | None = None,
-              options: dict[str, Any] | None = None) -> ProbeResult:
+def run_probe(
+    cfg: Config,
+    name: str,
+    *,
+    batches: int = 1,
+    batch_size: int | None = None,
+    layers: list[str | int] | None = None,
+    checkpoint: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> ProbeResult:
     from bnlab.training.loop import build, resolve_device
 
     fn = PROBES.get(name)

@@ -10,7 +10,16 @@ import yaml
 from bnlab.store.files import read_json, read_jsonl
 from bnlab.store.rundir import TERMINAL, RunDir, RunLock, write_probe
 
-__all__ = ["RunDir", "RunLock", "TERMINAL", "write_probe", "load_runs", "load_probes", "load_metrics", "run_dirs"]
+__all__ = [
+    "RunDir",
+    "RunLock",
+    "TERMINAL",
+    "write_probe",
+    "load_runs",
+    "load_probes",
+    "load_metrics",
+    "run_dirs",
+]
 
 
 def run_dirs(root: str | Path) -> list[Path]:
@@ -41,8 +50,14 @@ def load_runs(root: str | Path) -> pd.DataFrame:
         except (OSError, yaml.YAMLError):
             continue
         st = rd.status()
-        row = {"run_id": d.name, "run_dir": str(d), "state": st.get("state"), "step": st.get("step"),
-               "reason": st.get("reason"), "final_loss": st.get("loss")}
+        row = {
+            "run_id": d.name,
+            "run_dir": str(d),
+            "state": st.get("state"),
+            "step": st.get("step"),
+            "reason": st.get("reason"),
+            "final_loss": st.get("loss"),
+        }
         row.update(_flat(cfg))
         row.update({f"summary.{k}": v for k, v in (read_json(rd.summary, {}) or {}).items()})
         row.update({f"meta.{k}": v for k, v in (read_json(d / "meta.json", {}) or {}).items()})

@@ -41,7 +41,9 @@ def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if _NAME.match(p.name))
 
 
-def load_latest(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any] | None, list[str]]:
+def load_latest(
+    ckpt_dir: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[dict[str, Any] | None, list[str]]:
     """(state or None, warnings): the newest checkpoint whose checksum verifies."""
     warnings: list[str] = []
     for path in reversed(list_checkpoints(ckpt_dir)):
@@ -59,10 +61,14 @@ def load_verified(path: Path, map_location: str | torch.device, warnings: list[s
         warnings.append(f"checkpoint {path.name} unreadable ({e.strerror}); using an earlier one")
         return None
     if sha256_bytes(data) != expected:
-        warnings.append(f"checkpoint {path.name} failed its checksum (corrupt or truncated); using an earlier one")
+        warnings.append(
+            f"checkpoint {path.name} failed its checksum (corrupt or truncated); using an earlier one"
+        )
         return None
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
-        warnings.append(f"checkpoint {path.name} could not be loaded ({type(e).__name__}); using an earlier one")
+        warnings.append(
+            f"checkpoint {path.name} could not be loaded ({type(e).__name__}); using an earlier one"
+        )
         return None

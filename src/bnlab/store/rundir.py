@@ -82,20 +82,35 @@ class RunDir:
     def is_terminal(self) -> bool:
         return self.state() in TERMINAL
 
-    def set_status(self, state: str, step: int, *, reason: str | None = None, loss: float | None = None,
-                   warnings: list[str] | None = None) -> None:
+    def set_status(
+        self,
+        state: str,
+        step: int,
+        *,
+        reason: str | None = None,
+        loss: float | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
         assert state in STATES, state
         old = self.status()
         warns = list(dict.fromkeys([*(old.get("warnings") or []), *(warnings or [])]))
-        atomic_write_json(self.status_file, {
-            "state": state, "step": int(step), "reason": reason,
-            "loss": None if loss is None else float(loss), "warnings": warns, "schema": SCHEMA,
-        })
+        atomic_write_json(
+            self.status_file,
+            {
+                "state": state,
+                "step": int(step),
+                "reason": reason,
+                "loss": None if loss is None else float(loss),
+                "warnings": warns,
+                "schema": SCHEMA,
+            },
+        )
 
     def add_warning(self, text: str) -> None:
         st = self.status()
-        self.set_status(st["state"], st.get("step", 0), reason=st.get("reason"), loss=st.get("loss"),
-                        warnings=[text])
+        self.set_status(
+            st["state"], st.get("step", 0), reason=st.get("reason"), loss=st.get("loss"), warnings=[text]
+        )
 
     # metrics
     def append_metric(self, row: dict[str, Any]) -> None:
@@ -161,7 +176,7 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
         for k, v in result.arrays.items():
             arrays[f"step{int(step)}/{k}"] = np.asarray(v)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         atomic_write_bytes(npz, buf.getvalue())
 
 
@@ -187,7 +202,9 @@ def environment(device: str, threads: int, deterministic: bool) -> dict[str, Any
         "bnlab": bnlab.__version__,
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device": device,
-        "device_name": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(torch.device(device))
+        if device.startswith("cuda")
+        else platform.processor() or platform.machine(),
         "threads": threads,
         "deterministic": deterministic,
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
@@ -202,9 +219,16 @@ def environment(device: str, threads: int, deterministic: bool) -> dict[str, Any
 def git_info() -> dict[str, Any]:
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         if sha.returncode == 0:
             return {"git_sha": sha.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):

@@ -65,9 +65,17 @@ def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -
         lock.release()
 
 
-def run_local(configs: list[Config], runs_root: str | Path, *, retry_failed: bool = False, force: bool = False,
-              on_done: Callable[[str, str], None] | None = None, progress_runs: bool = False,
-              tags: list[list[str]] | None = None, wait_s: float = 1.0) -> SweepResult:
+def run_local(
+    configs: list[Config],
+    runs_root: str | Path,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    on_done: Callable[[str, str], None] | None = None,
+    progress_runs: bool = False,
+    tags: list[list[str]] | None = None,
+    wait_s: float = 1.0,
+) -> SweepResult:
     root = Path(runs_root)
     root.mkdir(parents=True, exist_ok=True)
     res = SweepResult()

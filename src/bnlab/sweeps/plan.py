@@ -23,8 +23,13 @@ def _step_seconds(model_json: str, batch_size: int, device: str) -> float:
     mcfg = json.loads(model_json)
     mcfg["num_classes"] = mcfg.get("num_classes") or 10
     model = build_model(**mcfg).to(device)
-    x = torch.randn(batch_size, mcfg.get("in_channels", 3), mcfg.get("image_size", 32), mcfg.get("image_size", 32),
-                    device=device)
+    x = torch.randn(
+        batch_size,
+        mcfg.get("in_channels", 3),
+        mcfg.get("image_size", 32),
+        mcfg.get("image_size", 32),
+        device=device,
+    )
     y = torch.randint(0, mcfg["num_classes"], (batch_size,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-9)
     times = []
@@ -45,8 +50,11 @@ def estimate_run_seconds(cfg: Config, train_size: int = 45000) -> float | None:
         return None
     import json
 
-    device = "cuda" if (cfg.train.device == "auto" and torch.cuda.is_available()) else (
-        cfg.train.device if cfg.train.device != "auto" else "cpu")
+    device = (
+        "cuda"
+        if (cfg.train.device == "auto" and torch.cuda.is_available())
+        else (cfg.train.device if cfg.train.device != "auto" else "cpu")
+    )
     n = cfg.data.subset or (cfg.data.synthetic_train if cfg.data.name == "synthetic" else train_size)
     n = max(n - (cfg.data.val_size if cfg.data.subset is None else 0), cfg.optim.batch_size)
     spe = max(1, n // cfg.optim.batch_size)
@@ -54,7 +62,9 @@ def estimate_run_seconds(cfg: Config, train_size: int = 45000) -> float | None:
     if steps == 0:
         return 2.0
     try:
-        per = _step_seconds(json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True), cfg.optim.batch_size, device)
+        per = _step_seconds(
+            json.dumps(cfg.model.model_dump(mode="json"), sort_keys=True), cfg.optim.batch_size, device
+        )
     except Exception:  # noqa: BLE001 - an estimate must never stop a sweep
         return None
     return steps * per * 1.15

@@ -50,9 +50,17 @@ def short_temp_dir() -> str:
     return str(path)
 
 
-def run_ray(configs: list[Config], runs_root: str | Path, *, retry_failed: bool = False, force: bool = False,
-            on_done: Callable[[str, str], None] | None = None, tags: list[list[str]] | None = None,
-            address: str | None = None, max_retries: int = MAX_RETRIES) -> SweepResult:
+def run_ray(
+    configs: list[Config],
+    runs_root: str | Path,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    on_done: Callable[[str, str], None] | None = None,
+    tags: list[list[str]] | None = None,
+    address: str | None = None,
+    max_retries: int = MAX_RETRIES,
+) -> SweepResult:
     try:
         import ray
     except ImportError:
@@ -65,8 +73,13 @@ def run_ray(configs: list[Config], runs_root: str | Path, *, retry_failed: bool 
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=80 * 1024 * 1024,
-                     _temp_dir=short_temp_dir(), include_dashboard=False, log_to_driver=False)
+            ray.init(
+                num_cpus=os.cpu_count() or 1,
+                object_store_memory=80 * 1024 * 1024,
+                _temp_dir=short_temp_dir(),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
         started_here = True
     res = SweepResult()
     try:
@@ -87,11 +100,14 @@ def run_ray(configs: list[Config], runs_root: str | Path, *, retry_failed: bool 
                     on_done(d.name, state)
                 continue
             opts = cfg.task_options
-            on_gpu = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and _cluster_has_gpus(ray))
+            on_gpu = cfg.train.device.startswith("cuda") or (
+                cfg.train.device == "auto" and _cluster_has_gpus(ray)
+            )
             num_gpus = float(opts.get("num_gpus", 1 if on_gpu else 0))
             num_cpus = float(opts.get("num_cpus", 1))
             ref = remote.options(num_gpus=num_gpus, num_cpus=num_cpus).remote(
-                cfg.model_dump(mode="json"), str(d), retry_failed)
+                cfg.model_dump(mode="json"), str(d), retry_failed
+            )
             pending[ref] = d
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -102,8 +118,11 @@ def run_ray(configs: list[Config], runs_root: str | Path, *, retry_failed: bool 
             except Exception as e:  # noqa: BLE001 - worker died more than max_retries times, or the task raised
                 rd = RunDir(d)
                 d.mkdir(parents=True, exist_ok=True)
-                rd.set_status("failed", rd.status().get("step", 0),
-                              reason=f"ray task failed after {max_retries} retries: {type(e).__name__}: {str(e)[:200]}")
+                rd.set_status(
+                    "failed",
+                    rd.status().get("step", 0),
+                    reason=f"ray task failed after {max_retries} retries: {type(e).__name__}: {str(e)[:200]}",
+                )
                 state = "failed"
             res.ran.append(d.name)
             res.states[d.name] = state

@@ -27,9 +27,17 @@ def _job(cfg_json: dict[str, Any], run_dir: str, retry_failed: bool) -> str:
     return _remote_run(cfg_json, run_dir, retry_failed)
 
 
-def run_slurm(configs: list[Config], runs_root: str | Path, *, retry_failed: bool = False, force: bool = False,
-              on_done: Callable[[str, str], None] | None = None, tags: list[list[str]] | None = None,
-              address: str | None = None, cluster: str | None = None) -> SweepResult:
+def run_slurm(
+    configs: list[Config],
+    runs_root: str | Path,
+    *,
+    retry_failed: bool = False,
+    force: bool = False,
+    on_done: Callable[[str, str], None] | None = None,
+    tags: list[list[str]] | None = None,
+    address: str | None = None,
+    cluster: str | None = None,
+) -> SweepResult:
     try:
         import submitit
     except ImportError:
@@ -55,7 +63,9 @@ def run_slurm(configs: list[Config], runs_root: str | Path, *, retry_failed: boo
             todo.append((cfg, d))
     if not todo:
         return res
-    executor = submitit.AutoExecutor(folder=str(root / ".submitit"), cluster=cluster or os.environ.get("BNLAB_SLURM_CLUSTER"))
+    executor = submitit.AutoExecutor(
+        folder=str(root / ".submitit"), cluster=cluster or os.environ.get("BNLAB_SLURM_CLUSTER")
+    )
     params: dict[str, Any] = {"timeout_min": int(os.environ.get("BNLAB_SLURM_TIME_MIN", "1440"))}
     if executor.cluster == "slurm":
         params.update(
@@ -65,14 +75,22 @@ def run_slurm(configs: list[Config], runs_root: str | Path, *, retry_failed: boo
             slurm_array_parallelism=int(os.environ.get("BNLAB_SLURM_PARALLEL", "16")),
         )
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
-    jobs = executor.map_array(_job, [c.model_dump(mode="json") for c, _ in todo], [str(d) for _, d in todo],
-                              [retry_failed] * len(todo))
+    jobs = executor.map_array(
+        _job,
+        [c.model_dump(mode="json") for c, _ in todo],
+        [str(d) for _, d in todo],
+        [retry_failed] * len(todo),
+    )
     for job, (_, d) in zip(jobs, todo):
         try:
             state = job.result()
         except Exception as e:  # noqa: BLE001 - a job that failed is recorded; the sweep goes on
             rd = RunDir(d)
-            rd.set_status("failed", rd.status().get("step", 0), reason=f"slurm job failed: {type(e).__name__}: {str(e)[:200]}")
+            rd.set_status(
+                "failed",
+                rd.status().get("step", 0),
+                reason=f"slurm job failed: {type(e).__name__}: {str(e)[:200]}",
+            )
             state = "failed"
         res.ran.append(d.name)
         res.states[d.name] = state

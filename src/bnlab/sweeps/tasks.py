@@ -6,9 +6,9 @@ no orchestration special cases: a task is `run(cfg, run_dir)` plus `done(run_dir
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-import os
 from pathlib import Path
 from typing import Any
 

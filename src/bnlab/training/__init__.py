@@ -11,8 +11,13 @@ from bnlab.training.loop import run
 __all__ = ["run", "train"]
 
 
-def train(config: str | Path | dict[str, Any] | Config | None = None, runs_root: str | Path = "runs",
-          overrides: list[str] | None = None, *, progress: bool = True) -> Path:
+def train(
+    config: str | Path | dict[str, Any] | Config | None = None,
+    runs_root: str | Path = "runs",
+    overrides: list[str] | None = None,
+    *,
+    progress: bool = True,
+) -> Path:
     """Resolve a config (YAML path, dict or Config, plus `a.b=value` overrides), train it in
     `runs_root/<run_id>/` (resuming if it was interrupted; a finished run is not re-run), return that path."""
     cfg = resolve(config, overrides)

@@ -11,7 +11,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float] | None:
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[float, float] | None:
     """(mean cross-entropy, accuracy) over the batches in eval mode; None when there are none.
 
     Sums stay on the device and are read once at the end (no per-batch host sync)."""
@@ -38,8 +40,13 @@ def recalibrate_bn(model: nn.Module, dd, batch_size: int, seed: int, batches: in
     from bnlab.nn.norms import FrozenBatchNorm1d, FrozenBatchNorm2d
 
     # frozen_batch never learns statistics: resetting them would lose them for good
-    bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats
-           and not isinstance(m, FrozenBatchNorm1d | FrozenBatchNorm2d)]
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, _BatchNorm)
+        and m.track_running_stats
+        and not isinstance(m, FrozenBatchNorm1d | FrozenBatchNorm2d)
+    ]
     if not bns:
         return
     saved = [m.momentum for m in bns]

@@ -57,7 +57,7 @@ def build(cfg: Config, device: torch.device):
     torch.manual_seed(cfg.train.seed)  # the weights at init depend on the seed only
     model = build_model(**mcfg).to(device)
     if cfg.train.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub lacks memory_format
     dd = data_mod.DeviceData(splits, device)
     return model, splits, dd
 
@@ -87,7 +87,9 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
 
     rd.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rd.config, to_yaml(cfg))
-    atomic_write_json(rd.path / "env.json", environment(str(device), torch.get_num_threads(), tcfg.deterministic))
+    atomic_write_json(
+        rd.path / "env.json", environment(str(device), torch.get_num_threads(), tcfg.deterministic)
+    )
 
     spe = dd.steps_per_epoch(ocfg.batch_size)
     total = total_steps(cfg, spe)
@@ -104,12 +106,18 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         balance = balance_output_bias(model, cal_x)
         atomic_write_json(rd.path / "balance.json", balance)
         if balance["gap"] >= 1e-3:
-            rd.add_warning(f"balanced_output_bias reached a gap of {balance['gap']:.2e} (>= 1e-3) on the calibration "
-                           "batch: the logits are too large for a float32 bias to balance")
+            rd.add_warning(
+                f"balanced_output_bias reached a gap of {balance['gap']:.2e} (>= 1e-3) on the calibration "
+                "batch: the logits are too large for a float32 bias to balance"
+            )
 
     # --- resume ---------------------------------------------------------------------------------
     step, wall_before = 0, 0.0
-    acc: dict[str, Any] = {"loss": 0.0, "correct": 0, "count": 0}  # running train metrics since the last evaluation
+    acc: dict[str, Any] = {
+        "loss": 0.0,
+        "correct": 0,
+        "count": 0,
+    }  # running train metrics since the last evaluation
     recent: list[float] = []  # the last 10 minibatch losses (stability rule of max_stable_lr)
     state, warnings = load_latest(rd.ckpt, map_location=device)
     if warnings:
@@ -140,8 +148,15 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         return wall_before + time.perf_counter() - t0
 
     def checkpoint(at: int) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": at,
-                 "ref_loss": div.reference, "acc": dict(acc), "recent": list(recent), "wall_s": wall()}
+        state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": at,
+            "ref_loss": div.reference,
+            "acc": dict(acc),
+            "recent": list(recent),
+            "wall_s": wall(),
+        }
         save_checkpoint(rd.ckpt, state, at, keep=tcfg.keep_checkpoints)
 
     def do_eval(at: int, final: bool = False) -> dict[str, Any]:
@@ -149,7 +164,9 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         lr_now = lr_at(max(at - 1, 0), total, ocfg)
         rows = []
         if acc["count"]:
-            rows.append({"split": "train", "loss": acc["loss"] / acc["count"], "acc": acc["correct"] / acc["count"]})
+            rows.append(
+                {"split": "train", "loss": acc["loss"] / acc["count"], "acc": acc["correct"] / acc["count"]}
+            )
         if tcfg.recalibrate_bn:
             recalibrate_bn(model, dd, ocfg.batch_size, seed=tcfg.seed)
         for split in ("train_eval", "val", "test") if tcfg.evaluate else ():
@@ -202,10 +219,21 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         buffered.clear()
         return None
 
-    def diverged(at: int, value: float, verdict: str, lr_then: float, snapshot: dict | None) -> dict[str, Any]:
+    def diverged(
+        at: int, value: float, verdict: str, lr_then: float, snapshot: dict | None
+    ) -> dict[str, Any]:
         finite = value if math.isfinite(value) else None
-        rd.append_metric({"step": at, "epoch": round(at / spe, 6), "split": "train", "loss": finite, "acc": None,
-                          "lr": lr_then, "wall_s": round(wall(), 3)})
+        rd.append_metric(
+            {
+                "step": at,
+                "epoch": round(at / spe, 6),
+                "split": "train",
+                "loss": finite,
+                "acc": None,
+                "lr": lr_then,
+                "wall_s": round(wall(), 3),
+            }
+        )
         if snapshot is not None and snapshot["step"] == at - 1:
             _save_diverging(rd, snapshot, at, value, div)
         rd.set_status("diverged", at, reason=verdict, loss=finite)
@@ -221,7 +249,9 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             if tcfg.channels_last and device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             model.train()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tcfg.amp and device.type == "cuda"):
+            with torch.autocast(
+                device.type, dtype=torch.bfloat16, enabled=tcfg.amp and device.type == "cuda"
+            ):
                 out = fwd(x)
                 loss = loss_fn(out.float(), y)
             loss_det = loss.detach()
@@ -251,16 +281,21 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             images_this_session += y.numel()
             step += 1
             due_eval = step % eval_every == 0 or step == total
-            due_ckpt = step < total and (step % ckpt_every == 0 or
-                                         time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes)
+            due_ckpt = step < total and (
+                step % ckpt_every == 0 or time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes
+            )
             due_probe = schedules and any(step in st for _, st in schedules)
             if sync_every > 1 and (len(buffered) >= sync_every or due_eval or due_ckpt or due_probe):
                 fired = drain()
                 if fired is not None:
                     return diverged(fired[0], fired[1], fired[2], lr_at(fired[0], total, ocfg), None)
             if not buffered:
-                bar.update(step, loss=recent[-1] if recent else float("nan"), lr=lr,
-                           img_s=images_this_session / max(time.perf_counter() - t0, 1e-9))
+                bar.update(
+                    step,
+                    loss=recent[-1] if recent else float("nan"),
+                    lr=lr,
+                    img_s=images_this_session / max(time.perf_counter() - t0, 1e-9),
+                )
             if due_eval:
                 last_eval = do_eval(step, final=step == total)
                 bar.note(_eval_note(step / spe, last_eval))
@@ -308,7 +343,9 @@ def _summary(metrics: list[dict], steps: int, wall_s: float, img_per_s: float | 
     for split in ("train", "val", "test"):
         out[f"{split}_loss"] = last.get(split, {}).get("loss")
         out[f"{split}_acc"] = last.get(split, {}).get("acc")
-    out.update(steps=steps, wall_s=round(wall_s, 3), img_per_s=None if img_per_s is None else round(img_per_s, 2))
+    out.update(
+        steps=steps, wall_s=round(wall_s, 3), img_per_s=None if img_per_s is None else round(img_per_s, 2)
+    )
     return out
 
 
@@ -323,17 +360,29 @@ def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> 
 
 def _clone_opt_state(sd: dict[str, Any]) -> dict[str, Any]:
     return {
-        "state": {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()} for k, v in sd["state"].items()},
+        "state": {
+            k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
+            for k, v in sd["state"].items()
+        },
         "param_groups": [dict(g) for g in sd["param_groups"]],
     }
 
 
-def _save_diverging(rd: RunDir, prev: dict[str, Any], fired_step: int, loss: float, div: DivergenceCheck) -> None:
+def _save_diverging(
+    rd: RunDir, prev: dict[str, Any], fired_step: int, loss: float, div: DivergenceCheck
+) -> None:
     import io
 
     buf = io.BytesIO()
-    torch.save({**prev, "fired_step": fired_step, "loss": loss if math.isfinite(loss) else float("inf"),
-                "threshold": div.limit()}, buf)
+    torch.save(
+        {
+            **prev,
+            "fired_step": fired_step,
+            "loss": loss if math.isfinite(loss) else float("inf"),
+            "threshold": div.limit(),
+        },
+        buf,
+    )
     atomic_write_bytes(rd.ckpt / "diverging.pt", buf.getvalue())
 
 

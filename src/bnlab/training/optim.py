@@ -32,5 +32,11 @@ def make_optimizer(model: nn.Module, ocfg: OptimConfig) -> torch.optim.SGD:
     else:
         groups = [{"params": params, "weight_decay": ocfg.weight_decay}]
     on_cuda = any(p.is_cuda for p in params)
-    return torch.optim.SGD(groups, lr=ocfg.lr, momentum=ocfg.momentum, nesterov=ocfg.nesterov and ocfg.momentum > 0,
-                           foreach=True if not on_cuda else None, fused=True if on_cuda else None)
+    return torch.optim.SGD(
+        groups,
+        lr=ocfg.lr,
+        momentum=ocfg.momentum,
+        nesterov=ocfg.nesterov and ocfg.momentum > 0,
+        foreach=True if not on_cuda else None,
+        fused=True if on_cuda else None,
+    )

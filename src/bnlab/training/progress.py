@@ -11,7 +11,9 @@ from rich.progress import Progress as _RichProgress
 
 
 class Progress:
-    def __init__(self, total: int, *, enabled: bool = True, start: int = 0, description: str = "train") -> None:
+    def __init__(
+        self, total: int, *, enabled: bool = True, start: int = 0, description: str = "train"
+    ) -> None:
         self.total, self.enabled = total, enabled and total > 0
         self.console = Console(stderr=True)
         self.tty = sys.stderr.isatty()
@@ -20,9 +22,14 @@ class Progress:
         self.rich: _RichProgress | None = None
         if self.enabled and self.tty:
             self.rich = _RichProgress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=self.console, transient=False,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
             )
             self.rich.start()
             self.task = self.rich.add_task(description, total=total, completed=start, info="")
