@@ -43,7 +43,7 @@ def img_s_at(depth: int, table: dict[int, float]) -> float:
 
 def run_seconds(cfg, table: dict[int, float]) -> float:
     bs = cfg.optim.batch_size
-    n = (cfg.data.subset or TRAIN_SIZE)
+    n = cfg.data.subset or TRAIN_SIZE
     spe = max(1, n // bs)
     rate = img_s_at(cfg.model.depth, table)
     step_s = max(bs / rate, img_s_at(cfg.model.depth, {d: 1 / v for d, v in MIN_STEP_S.items()}) ** -1)
@@ -55,7 +55,9 @@ def run_seconds(cfg, table: dict[int, float]) -> float:
         return 0.0
     steps = cfg.train.steps if cfg.train.steps is not None else round((cfg.train.epochs or 0) * spe)
     evals = 0 if not cfg.train.evaluate else steps / max(1, round(cfg.train.eval_every * spe))
-    eval_imgs = evals * (cfg.train.eval_train_subset + cfg.data.val_size + (cfg.train.eval_test_subset or 10000))
+    eval_imgs = evals * (
+        cfg.train.eval_train_subset + cfg.data.val_size + (cfg.train.eval_test_subset or 10000)
+    )
     return steps * step_s + eval_imgs / (EVAL_SPEEDUP * rate)
 
 
@@ -70,7 +72,9 @@ def main() -> None:
         basis = f"measured: {a.throughput} ({rows[0]['device']})"
     else:
         table = dict(ASSUMED_IMG_S)
-        basis = "ASSUMED img/s (no GPU measurement yet): " + ", ".join(f"ResNet-{d} {v:.0f}" for d, v in table.items())
+        basis = "ASSUMED img/s (no GPU measurement yet): " + ", ".join(
+            f"ResNet-{d} {v:.0f}" for d, v in table.items()
+        )
     total = 0.0
     for spec in all_specs():
         secs = sum(run_seconds(c, table) for c in spec.configs(a.profile))

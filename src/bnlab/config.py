@@ -253,6 +253,10 @@ class TrainConfig(_Strict):
     deterministic: bool = False  # torch.use_deterministic_algorithms
     threads: int | None = None  # torch intra-op threads (not part of the run id)
     log_every: int = 50  # steps between progress updates
+    tensorboard: bool = True  # write run_dir/tb/ event files when the `tb` extra (tensorboard) is installed
+    layer_stats_every: int = (
+        100  # steps between the default layer_stats probe (grad/weight norms, update ratio); 0: off
+    )
 
     @model_validator(mode="after")
     def _budget(self) -> TrainConfig:

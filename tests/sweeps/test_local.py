@@ -52,7 +52,7 @@ def test_two_concurrent_sweeps_split_the_work(tmp_path, tiny_spec):
     df = load_runs(runs)
     assert len(df) == 4 and set(df["state"]) == {"complete"}
     # every run was executed exactly once across both processes
-    starts = (tmp_path / "trace").read_text().split()
+    starts = [x.split(":")[0] for x in (tmp_path / "trace").read_text().split()]
     assert sorted(starts) == sorted(df["run_id"]), starts
     _metrics_ok(runs)
 
@@ -93,9 +93,22 @@ def test_sweep_killed_at_random_moments_completes_without_repeats(tmp_path, tiny
     assert (a.loc[b.index, cols] == b[cols]).all().all()
     _metrics_ok(runs)
     # a run that completed was never started again
-    trace = (tmp_path / "trace").read_text().split()
+    trace = [x.split(":")[0] for x in (tmp_path / "trace").read_text().split()]
     for rid in b.index:
         finished_before = trace.count(rid)
         assert finished_before >= 1
-    completions = (tmp_path / "trace.done").read_text().split() if (tmp_path / "trace.done").exists() else []
+    done_file = tmp_path / "trace.done"
+    completions = [x.split(":")[0] for x in done_file.read_text().split()] if done_file.exists() else []
     assert len(completions) == len(set(completions)), "a completed run was executed again"
+
+
+def test_local_workers_split_a_sweep(tmp_path, tiny_spec, monkeypatch):
+    """With several workers (one per GPU on a multi-GPU box; forced here) the runs are split, each run once."""
+    monkeypatch.setenv("BNLAB_LOCAL_WORKERS", "2")
+    monkeypatch.setenv("BNLAB_TRACE_RUNS", str(tmp_path / "trace"))
+    spec = load_spec(tiny_spec)
+    res = run_specs([spec], "smoke", tmp_path / "runs", measure=False)
+    assert len(res.ran) == 4 and set(res.states.values()) == {"complete"}
+    starts = [x.split(":") for x in (tmp_path / "trace").read_text().split()]
+    assert sorted(r for r, _ in starts) == sorted(res.states)  # each run executed exactly once
+    assert len({pid for _, pid in starts}) == 2  # by two worker processes

@@ -162,3 +162,9 @@ def test_sync_every_reports_the_exact_diverging_step(tmp_path, tiny_overrides):
     b = RunDir(train(None, tmp_path / "b", over + ["train.sync_every=7"], progress=False)).status()
     assert a["state"] == b["state"] == "diverged"
     assert a["step"] == b["step"] and a["loss"] == b["loss"]
+
+
+def test_tensorboard_events_when_installed(tmp_path, tiny_overrides):
+    pytest.importorskip("tensorboard", reason="the tb extra is not installed (pip install 'bnlab[tb]')")
+    d = train(None, tmp_path, tiny_overrides, progress=False)
+    assert list((d / "tb").glob("events.out.tfevents.*"))

@@ -13,3 +13,4 @@ from bnlab.probes.result import ProbeResult
 
 __all__ = ["PROBES", "PROBE_KIND", "ProbeResult", "per_example_gradients", "register_probe"]
 from bnlab.probes import diverging, geometry  # noqa: E402, F401  (more training-dynamics probe modules)
+from bnlab.probes import layer_stats as _layer_stats  # noqa: E402,F401

@@ -7,6 +7,7 @@ returns only when all its runs are finished; a stale lock from a dead process is
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -65,6 +66,64 @@ def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -
         lock.release()
 
 
+def local_workers() -> int:
+    """One worker per visible GPU when there are several (BNLAB_LOCAL_WORKERS overrides, e.g. for tests)."""
+    env = os.environ.get("BNLAB_LOCAL_WORKERS")
+    if env:
+        return max(1, int(env))
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 1
+
+
+def _worker(index: int, configs_json: list[dict], root: str, retry_failed: bool) -> dict[str, str]:
+    """A worker process pinned to GPU `index`: runs the same list; the per-run locks split the work."""
+    if os.environ.get("BNLAB_LOCAL_WORKERS") is None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index)  # before CUDA is initialized in this process
+    from bnlab.config import validate
+
+    return run_local([validate(c) for c in configs_json], root, retry_failed=retry_failed, workers=1).states
+
+
+def _run_parallel(
+    configs: list[Config],
+    root: Path,
+    workers: int,
+    *,
+    retry_failed: bool,
+    force: bool,
+    on_done: Callable[[str, str], None] | None,
+    tags: list[list[str]] | None,
+) -> SweepResult:
+    """`workers` spawned processes (one per GPU) over the same runs; the parent reports what finished."""
+    import multiprocessing as mp
+
+    root.mkdir(parents=True, exist_ok=True)
+    res = SweepResult()
+    before = {}
+    for i, cfg in enumerate(configs):
+        d = root / run_id(cfg)
+        if force and RunDir(d).is_terminal():
+            _reset(d)
+        if tags:
+            d.mkdir(parents=True, exist_ok=True)
+            record_membership(d, tags[i])
+        before[d.name] = is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed)
+    payload = [c.model_dump(mode="json") for c in configs]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        pool.starmap(_worker, [(i, payload, str(root), retry_failed) for i in range(workers)])
+    for cfg in configs:
+        d = root / run_id(cfg)
+        state = RunDir(d).state()
+        res.states[d.name] = state
+        (res.skipped if before[d.name] else res.ran).append(d.name)
+        if state == "failed":
+            res.failed.append(d.name)
+        if on_done:
+            on_done(d.name, state)
+    return res
+
+
 def run_local(
     configs: list[Config],
     runs_root: str | Path,
@@ -75,8 +134,14 @@ def run_local(
     progress_runs: bool = False,
     tags: list[list[str]] | None = None,
     wait_s: float = 1.0,
+    workers: int | None = None,
 ) -> SweepResult:
     root = Path(runs_root)
+    workers = local_workers() if workers is None else workers
+    if workers > 1:
+        return _run_parallel(
+            configs, root, workers, retry_failed=retry_failed, force=force, on_done=on_done, tags=tags
+        )
     root.mkdir(parents=True, exist_ok=True)
     res = SweepResult()
     pending: list[tuple[Config, Path]] = []

@@ -89,7 +89,7 @@ def _trace(name: str, suffix: str) -> None:
     path = os.environ.get("BNLAB_TRACE_RUNS")
     if path:
         with open(path + suffix, "a") as f:
-            f.write(name + "\n")
+            f.write(f"{name}:{os.getpid()}\n")
 
 
 def is_done(cfg: Config, run_dir: str | Path) -> bool:

@@ -142,6 +142,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     last_ckpt_time = time.monotonic()
     bar = Progress(total, enabled=progress, start=step, description=rd.path.name)
     images_this_session = 0
+    tb = _tensorboard(rd.path, step) if tcfg.tensorboard else None
     prev_state: dict[str, Any] | None = None  # θ and optimizer state before the last update (sync_every 1)
 
     def wall() -> float:
@@ -181,6 +182,9 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             line = {"step": at, "epoch": round(epoch, 6), **r, "lr": lr_now, "wall_s": round(wall(), 3)}
             rd.append_metric(line)
             out[r["split"]] = r
+            if tb is not None:
+                tb.add_scalar(f"{r['split']}/loss", r["loss"], at)
+                tb.add_scalar(f"{r['split']}/acc", r["acc"], at)
         acc.update(loss=0.0, correct=0, count=0)
         return out
 
@@ -264,6 +268,8 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             loss.backward()
             if schedules:
                 run_probes(step)
+            if tcfg.layer_stats_every and step % tcfg.layer_stats_every == 0:
+                write_probe(rd.path, "layer_stats", _layer_stats(model, optimizer, step, lr), step=step)
             if ocfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), ocfg.grad_clip)
             if sync_every == 1:
@@ -322,8 +328,26 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     summary["last10_loss"] = sum(recent) / len(recent) if recent else None
     atomic_write_json(rd.summary, summary)
     rd.set_status("complete", total, loss=summary.get("train_loss"))
+    if tb is not None:
+        tb.close()
     bar.close("complete")
     return rd.status()
+
+
+def _tensorboard(run_dir: Path, step: int):
+    """A SummaryWriter on run_dir/tb when tensorboard is installed (events after `step` are purged on resume)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the `tb` extra is not installed
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=step if step > 0 else None)
+
+
+def _layer_stats(model: nn.Module, optimizer: torch.optim.Optimizer, step: int, lr: float):
+    from bnlab.probes.context import ProbeContext
+    from bnlab.probes.layer_stats import layer_stats
+
+    return layer_stats(model, ctx=ProbeContext(step=step, optimizer=optimizer, lr=lr))
 
 
 def _eval_note(epoch: float, ev: dict[str, Any]) -> str:

@@ -1,0 +1,60 @@
+"""`layer_stats`: the cheap default probe of every training run (every `train.layer_stats_every` steps).
+
+Per weight of every Conv/Linear/norm layer: gradient norm ‖g‖, weight norm ‖w‖, and the update/weight
+ratio ‖Δw‖/‖w‖ of the step the optimizer is about to take (lr × the SGD update direction, momentum and
+weight decay included). Reads `.grad` as left by backward (the trainer calls it after backward, before
+the step); touches nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from bnlab.probes.capture import paper_layer_map
+from bnlab.probes.context import ProbeContext
+from bnlab.probes.registry import register_probe
+from bnlab.probes.result import ProbeResult
+
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+@register_probe("layer_stats", kind="data")
+def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeContext) -> ProbeResult:
+    named = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
+    grads = {}
+    for n, m in named:
+        w = getattr(m, "weight", None)
+        if isinstance(w, torch.Tensor) and w.grad is not None:
+            grads[f"{n}.weight"] = w.grad.detach()
+    update: dict[str, torch.Tensor] = {}
+    if ctx.optimizer is not None and grads and isinstance(ctx.optimizer, torch.optim.SGD):
+        from bnlab.probes.update import sgd_direction
+
+        full = {
+            pn: (p.grad.detach() if p.grad is not None else torch.zeros_like(p))
+            for pn, p in model.named_parameters()
+        }
+        lr = ctx.lr if ctx.lr is not None else ctx.optimizer.param_groups[0]["lr"]
+        with torch.no_grad():
+            update = {k: lr * v for k, v in sgd_direction(ctx.optimizer, model, full).items() if k in grads}
+    paper = paper_layer_map(model)
+    norms: list[tuple[str, str, torch.Tensor]] = []
+    for n, m in named:
+        w = getattr(m, "weight", None)
+        key = f"{n}.weight"
+        if not isinstance(w, torch.Tensor) or key not in grads:
+            continue
+        norms.append((n, "weight_norm", w.detach().norm()))
+        norms.append((n, "grad_norm", grads[key].norm()))
+        if key in update:
+            norms.append((n, "update_ratio", update[key].norm() / w.detach().norm().clamp_min(1e-30)))
+    # one host transfer for all layers (no per-layer .item())
+    values = torch.stack([v.double() for _, _, v in norms]).cpu().tolist() if norms else []
+    rows = [
+        {"probe": "layer_stats", "layer": n, "paper_layer": paper.get(n), "metric": metric, "value": v}
+        for (n, metric, _), v in zip(norms, values)
+    ]
+    return ProbeResult.from_rows(rows, norm_mode="none")
