@@ -116,3 +116,17 @@ def test_write_probe_replaces_same_step(tmp_path):
     with np.load(tmp_path / "probes" / "p.npz") as z:
         assert set(z.files) == {"step0/x", "step5/x"}
     assert isinstance(df, pd.DataFrame)
+
+
+def test_killed_writer_debris_is_cleaned_and_files_are_readable(tmp_path):
+    target = tmp_path / "r.json"
+    code = (
+        "import os; os.environ['BNLAB_FAULT']='atomic_write:1';"
+        "from bnlab.store.files import atomic_write_json;"
+        f"atomic_write_json({str(target)!r}, {{'a': 1}})"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    assert list(tmp_path.glob(".r.json.*.tmp"))  # the killed writer left its temp file
+    atomic_write_json(target, {"a": 2})
+    assert not list(tmp_path.glob(".r.json.*.tmp"))
+    assert target.stat().st_mode & 0o044  # group/other can read, as with a plain open()

@@ -32,10 +32,11 @@ def build_report(
     from bnlab.report.html import render_report
     from bnlab.report.markdown import render_markdown
     from bnlab.report.study import collect
-    from bnlab.store.files import atomic_write_text
+    from bnlab.store.files import atomic_write_text, fault_point
 
     out = Path(out_dir) if out_dir is not None else Path(runs_root) / "report"
     study = collect(runs_root, out / "figures", profile=profile, command=command, only=only)
+    fault_point("report")  # test hook: a kill between the figures and the pages
     path = out / "report.html"
     atomic_write_text(path, render_report(study))
     atomic_write_text(out / "report.md", render_markdown(study, out))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -19,6 +20,14 @@ from pathlib import Path
 from typing import Any
 
 _FAULT_COUNTS: dict[str, int] = {}
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask (read once; os.umask can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def fault_point(name: str) -> None:
@@ -69,12 +78,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any new file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             fault_point("atomic_write")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # debris of a writer killed mid-write
+            stale.unlink(missing_ok=True)
     except BaseException:
         try:
             os.unlink(tmp)
