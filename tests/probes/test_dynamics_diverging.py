@@ -122,3 +122,22 @@ def test_bnlab_resnet_uses_block_for_paper_layer() -> None:
     for n in names:
         assert res.arrays[f"mean/{n}"].shape[0] == 21 and np.isfinite(res.arrays[f"var/{n}"]).all()
     assert res.attrs["norm_mode"] == "none"
+
+
+def test_float64_scan_measures_what_float32_overflows():
+    from bnlab import build_model
+
+    torch.manual_seed(0)
+    model = build_model(depth=20, norm="none")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    x_fired = x * 1e37  # finite in float32; a few conv layers later it is not
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kw = dict(layers=["layer3.2"], grid=3)
+    f32 = diverging_step(model, (x, y), (x_fired, y), opt, precision="float32", **kw)
+    f64 = diverging_step(model, (x, y), (x_fired, y), opt, precision="float64", **kw)
+    assert not np.isfinite(f32.arrays["var/layer3.2"]).all()
+    assert np.isfinite(f64.arrays["var/layer3.2"]).all()
+    assert all(
+        torch.equal(before[k], v) and v.dtype == before[k].dtype for k, v in model.state_dict().items()
+    )

@@ -7,6 +7,10 @@ import argparse
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (sections model, data, optim, train, probes)")
+    add_set_arg(p)
+
+
+def add_set_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set",
         dest="overrides",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from bnlab.cli.common import add_set_arg
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -14,14 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
     p.add_argument("--runs", default="runs", help="runs root (default: runs)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value in every run (e.g. data.root=DIR)",
-    )
+    add_set_arg(p)
     p.add_argument("--retry-failed", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.common import add_runs_arg
+from bnlab.cli.common import add_runs_arg, add_set_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -13,14 +13,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("spec", help="experiment id (E1), name (lr_study) or a spec YAML file")
     p.add_argument("--profile", default="smoke", help="smoke | cpu | fast | paper (default smoke)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value in every run",
-    )
+    add_set_arg(p)
     add_runs_arg(p)
     p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")

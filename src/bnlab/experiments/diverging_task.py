@@ -65,6 +65,7 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
         optimizer,
         layers=opts.get("layers", (8, 44, 80)),
         grid=int(opts.get("grid", 21)),
+        precision=str(opts.get("precision", "float64")),
     )
     result.attrs.update(
         fired_step=fired, threshold=float(saved["threshold"]), fired_loss=float(saved["loss"])

@@ -82,13 +82,19 @@ def diverging_step(
     layers: Sequence[str | int] | None = None,
     grid: int = 21,
     loss_fn: LossFn | None = None,
+    precision: str = "float64",
 ) -> ProbeResult:
     """Fig. 4's heatmaps: arrays `mean/<layer>` and `var/<layer>` of shape [grid, channels], `s`, `loss`.
 
     model, optimizer: at θ_{t-1} with the optimizer state of that point (and the lr of step t-1 in its
     groups). layers: module names or paper layer numbers (default 8, 44, 80). Table rows per (layer, s):
     max_abs_mean, median_abs_mean, max_var, median_var; per s: loss; plus the update norm.
+    precision: "float64" (default) evaluates θ + sΔθ on a float64 copy of the model, so activations that
+    overflow float32 (a deep unnormalized net along a violent update) are measured instead of becoming inf;
+    "float32" uses the model's own precision.
     """
+    if precision not in ("float32", "float64"):
+        raise UserError(f"diverging_step precision must be float32 or float64, not {precision!r}")
     if grid < 2:
         raise UserError(f"diverging_step needs a grid of at least 2 points in [0, 1], got {grid}")
     chosen = [activation_layer(model, ly) for ly in (PAPER_LAYERS if layers is None else layers)]
@@ -101,6 +107,16 @@ def diverging_step(
         grads, _ = batch_gradient(model, x_prev, y_prev, loss_fn)
         delta = optimizer_step_on_copy(optimizer, model, grads)
         base = detached_params(model)
+        base_dtype = x.dtype
+        work = model  # the module the scan runs on
+        if precision == "float64":
+            import copy
+
+            base_dtype = torch.float64
+            work = copy.deepcopy(model).double()  # buffers too; the caller's model is not touched
+            base = {k: v.double() if v.is_floating_point() else v for k, v in base.items()}
+            delta = {k: v.double() if v.is_floating_point() else v for k, v in delta.items()}
+            modules = dict(work.named_modules())
         seen: dict[str, Tensor] = {}
 
         def hook(name: str) -> Callable:
@@ -121,7 +137,7 @@ def diverging_step(
             with torch.no_grad():
                 for s in s_grid:
                     seen.clear()
-                    out = functional_call(model, displaced(base, delta, float(s)), (x,))
+                    out = functional_call(work, displaced(base, delta, float(s)), (x.to(base_dtype),))
                     losses.append(float(loss_value(out, y, loss_fn)))
                     for n, _ in chosen:
                         m, v = _moments(seen[n])

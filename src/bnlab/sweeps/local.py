@@ -29,6 +29,43 @@ class SweepResult:
     failed: list[str] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
 
+    def record(self, name: str, state: str, *, ran: bool, on_done: Callable[[str, str], None] | None) -> None:
+        self.states[name] = state
+        (self.ran if ran else self.skipped).append(name)
+        if state == "failed":
+            self.failed.append(name)
+        if on_done:
+            on_done(name, state)
+
+
+def finished(cfg: Config, run_dir: Path, retry_failed: bool) -> bool:
+    """Nothing to do for this run: its result is there, or it failed and failures are not retried."""
+    return is_done(cfg, run_dir) or (RunDir(run_dir).state() == "failed" and not retry_failed)
+
+
+def prepare(
+    configs: list[Config], root: Path, *, force: bool, retry_failed: bool, tags: list[list[str]] | None
+) -> list[tuple[Config, Path, bool]]:
+    """(config, run dir, finished) per run, for every executor: --force resets finished runs, and each run
+    records the experiments it belongs to."""
+    root.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, cfg in enumerate(configs):
+        d = root / run_id(cfg)
+        if force and RunDir(d).is_terminal():
+            _reset(d)
+        if tags:
+            d.mkdir(parents=True, exist_ok=True)
+            record_membership(d, tags[i])
+        out.append((cfg, d, finished(cfg, d, retry_failed)))
+    return out
+
+
+def mark_failed(run_dir: Path, reason: str) -> None:
+    rd = RunDir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rd.set_status("failed", rd.status().get("step", 0), reason=reason[:300])
+
 
 def record_membership(run_dir: Path, tags: list[str]) -> None:
     """meta.json: which experiments (id/profile) a run belongs to (not part of its id)."""
@@ -58,8 +95,7 @@ def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -
             raise
         except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
             tb = traceback.format_exc(limit=3)
-            rd.path.mkdir(parents=True, exist_ok=True)
-            rd.set_status("failed", rd.status().get("step", 0), reason=f"{type(e).__name__}: {e}")
+            mark_failed(rd.path, f"{type(e).__name__}: {e}")
             (rd.path / "error.txt").write_text(tb)
             return "failed"
     finally:
@@ -98,29 +134,13 @@ def _run_parallel(
     """`workers` spawned processes (one per GPU) over the same runs; the parent reports what finished."""
     import multiprocessing as mp
 
-    root.mkdir(parents=True, exist_ok=True)
-    res = SweepResult()
-    before = {}
-    for i, cfg in enumerate(configs):
-        d = root / run_id(cfg)
-        if force and RunDir(d).is_terminal():
-            _reset(d)
-        if tags:
-            d.mkdir(parents=True, exist_ok=True)
-            record_membership(d, tags[i])
-        before[d.name] = is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed)
+    runs = prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags)
     payload = [c.model_dump(mode="json") for c in configs]
     with mp.get_context("spawn").Pool(workers) as pool:
         pool.starmap(_worker, [(i, payload, str(root), retry_failed) for i in range(workers)])
-    for cfg in configs:
-        d = root / run_id(cfg)
-        state = RunDir(d).state()
-        res.states[d.name] = state
-        (res.skipped if before[d.name] else res.ran).append(d.name)
-        if state == "failed":
-            res.failed.append(d.name)
-        if on_done:
-            on_done(d.name, state)
+    res = SweepResult()
+    for _, d, done_before in runs:
+        res.record(d.name, RunDir(d).state(), ran=not done_before, on_done=on_done)
     return res
 
 
@@ -142,31 +162,19 @@ def run_local(
         return _run_parallel(
             configs, root, workers, retry_failed=retry_failed, force=force, on_done=on_done, tags=tags
         )
-    root.mkdir(parents=True, exist_ok=True)
     res = SweepResult()
-    pending: list[tuple[Config, Path]] = []
-    for i, cfg in enumerate(configs):
-        d = root / run_id(cfg)
-        if force and RunDir(d).is_terminal():
-            _reset(d)
-        pending.append((cfg, d))
-        if tags:
-            d.mkdir(parents=True, exist_ok=True)
-            record_membership(d, tags[i])
+    pending = [
+        (cfg, d) for cfg, d, _ in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags)
+    ]
     while pending:
         busy: list[tuple[Config, Path]] = []
         for cfg, d in pending:
-            already = is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed)
+            already = finished(cfg, d, retry_failed)
             state = run_one(cfg, d, retry_failed=retry_failed, progress=progress_runs)
             if state is None:
                 busy.append((cfg, d))
                 continue
-            res.states[d.name] = state
-            (res.skipped if already else res.ran).append(d.name)
-            if state == "failed":
-                res.failed.append(d.name)
-            if on_done:
-                on_done(d.name, state)
+            res.record(d.name, state, ran=not already, on_done=on_done)
         if busy and len(busy) == len(pending):
             time.sleep(wait_s)  # every remaining run is held by another live sweep: wait for it
         pending = busy

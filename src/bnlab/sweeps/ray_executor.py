@@ -21,11 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bnlab.config import Config, run_id
+from bnlab.config import Config
 from bnlab.errors import UserError
 from bnlab.store import RunDir
-from bnlab.sweeps.local import SweepResult, _reset, record_membership, run_one
-from bnlab.sweeps.tasks import is_done
+from bnlab.sweeps.local import SweepResult, mark_failed, prepare, run_one
 
 MAX_RETRIES = 2  # re-executions of a task whose worker process died
 
@@ -85,19 +84,9 @@ def run_ray(
     try:
         remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_remote_run)
         pending: dict[Any, Path] = {}
-        for i, cfg in enumerate(configs):
-            d = root / run_id(cfg)
-            if force and RunDir(d).is_terminal():
-                _reset(d)
-            if tags:
-                d.mkdir(parents=True, exist_ok=True)
-                record_membership(d, tags[i])
-            if is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed):
-                state = RunDir(d).state()
-                res.skipped.append(d.name)
-                res.states[d.name] = state
-                if on_done:
-                    on_done(d.name, state)
+        for cfg, d, done_before in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags):
+            if done_before:
+                res.record(d.name, RunDir(d).state(), ran=False, on_done=on_done)
                 continue
             opts = cfg.task_options
             on_gpu = cfg.train.device.startswith("cuda") or (
@@ -116,20 +105,9 @@ def run_ray(
             try:
                 state = ray.get(ref)
             except Exception as e:  # noqa: BLE001 - worker died more than max_retries times, or the task raised
-                rd = RunDir(d)
-                d.mkdir(parents=True, exist_ok=True)
-                rd.set_status(
-                    "failed",
-                    rd.status().get("step", 0),
-                    reason=f"ray task failed after {max_retries} retries: {type(e).__name__}: {str(e)[:200]}",
-                )
+                mark_failed(d, f"ray task failed after {max_retries} retries: {type(e).__name__}: {e}")
                 state = "failed"
-            res.ran.append(d.name)
-            res.states[d.name] = state
-            if state == "failed":
-                res.failed.append(d.name)
-            if on_done:
-                on_done(d.name, state)
+            res.record(d.name, state, ran=True, on_done=on_done)
     finally:
         if started_here:
             ray.shutdown()

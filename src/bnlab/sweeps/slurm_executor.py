@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bnlab.config import Config, run_id
+from bnlab.config import Config
 from bnlab.errors import UserError
 from bnlab.store import RunDir
-from bnlab.sweeps.local import SweepResult, _reset, record_membership
-from bnlab.sweeps.tasks import is_done
+from bnlab.sweeps.local import SweepResult, mark_failed, prepare
 
 
 def _job(cfg_json: dict[str, Any], run_dir: str, retry_failed: bool) -> str:
@@ -44,21 +43,11 @@ def run_slurm(
         raise UserError("the slurm executor needs the slurm extra: pip install 'bnlab[slurm]'") from None
 
     root = Path(runs_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     res = SweepResult()
     todo: list[tuple[Config, Path]] = []
-    for i, cfg in enumerate(configs):
-        d = root / run_id(cfg)
-        if force and RunDir(d).is_terminal():
-            _reset(d)
-        if tags:
-            d.mkdir(parents=True, exist_ok=True)
-            record_membership(d, tags[i])
-        if is_done(cfg, d) or (RunDir(d).state() == "failed" and not retry_failed):
-            res.skipped.append(d.name)
-            res.states[d.name] = RunDir(d).state()
-            if on_done:
-                on_done(d.name, res.states[d.name])
+    for cfg, d, done_before in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags):
+        if done_before:
+            res.record(d.name, RunDir(d).state(), ran=False, on_done=on_done)
         else:
             todo.append((cfg, d))
     if not todo:
@@ -85,17 +74,7 @@ def run_slurm(
         try:
             state = job.result()
         except Exception as e:  # noqa: BLE001 - a job that failed is recorded; the sweep goes on
-            rd = RunDir(d)
-            rd.set_status(
-                "failed",
-                rd.status().get("step", 0),
-                reason=f"slurm job failed: {type(e).__name__}: {str(e)[:200]}",
-            )
+            mark_failed(d, f"slurm job failed: {type(e).__name__}: {e}")
             state = "failed"
-        res.ran.append(d.name)
-        res.states[d.name] = state
-        if state == "failed":
-            res.failed.append(d.name)
-        if on_done:
-            on_done(d.name, state)
+        res.record(d.name, state, ran=True, on_done=on_done)
     return res
