@@ -293,8 +293,16 @@ class Config(_Strict):
         return self
 
 
-# Fields that do not change the result and so are not part of the run id.
-HASH_EXCLUDE = {("data", "root"), ("train", "device"), ("train", "threads"), ("executor",)}
+# Fields that do not change the result and so are not part of the run id: where the data and the run
+# live, and what is only observed (layer_stats_every: the trajectory is tested identical; tensorboard).
+HASH_EXCLUDE = {
+    ("data", "root"),
+    ("train", "device"),
+    ("train", "threads"),
+    ("train", "layer_stats_every"),
+    ("train", "tensorboard"),
+    ("executor",),
+}
 
 
 def _one_sentence(err: ValidationError) -> str:
