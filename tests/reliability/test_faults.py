@@ -20,7 +20,7 @@ from bnlab.training import train
 def test_enospc_marks_run_failed_and_keeps_earlier_results(tmp_path, tiny_overrides):
     over = tiny_overrides + ["train.epochs=3", "train.checkpoint_every=0.5"]
     code = f"from bnlab.training import train; train(None, {str(tmp_path)!r}, {over!r}, progress=False)"
-    env = {**os.environ, "BNLAB_FAULT_ENOSPC": "append_line:9"}
+    env = {**os.environ, "BNLAB_FAULT_ENOSPC": "metrics_append:9"}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
@@ -35,7 +35,7 @@ def test_enospc_marks_run_failed_and_keeps_earlier_results(tmp_path, tiny_overri
 
 
 def test_cli_write_failure_is_one_sentence(tmp_path):
-    env = {**os.environ, "BNLAB_FAULT_ENOSPC": "append_line:1"}
+    env = {**os.environ, "BNLAB_FAULT_ENOSPC": "metrics_append:1"}
     proc = subprocess.run(
         [
             sys.executable,

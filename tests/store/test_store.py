@@ -130,3 +130,11 @@ def test_killed_writer_debris_is_cleaned_and_files_are_readable(tmp_path):
     atomic_write_json(target, {"a": 2})
     assert not list(tmp_path.glob(".r.json.*.tmp"))
     assert target.stat().st_mode & 0o044  # group/other can read, as with a plain open()
+
+
+def test_a_live_writers_temp_file_is_left_alone(tmp_path):
+    """Two sweeps may write one meta.json at once: only a dead writer's temp file is debris."""
+    live = tmp_path / f".m.json.{os.getppid()}.x1y2.tmp"  # the parent process is alive
+    live.write_text("{}")
+    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    assert live.exists()

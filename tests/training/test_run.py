@@ -55,7 +55,7 @@ def test_rerun_of_finished_run_does_nothing(tmp_path, tiny_overrides):
     assert (d / "summary.json").stat().st_mtime_ns == mtime
 
 
-@pytest.mark.parametrize("kill_at", ["checkpoint_write:2", "append_line:6"])
+@pytest.mark.parametrize("kill_at", ["checkpoint_write:2", "metrics_append:6"])
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, tiny_overrides, kill_at):
     over = tiny_overrides + ["train.epochs=3", "train.checkpoint_every=0.5"]
     clean = train(None, tmp_path / "clean", over, progress=False)
@@ -83,7 +83,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, tiny_overrides, kil
 def test_corrupt_latest_checkpoint_uses_previous(tmp_path, tiny_overrides):
     over = tiny_overrides + ["train.epochs=3", "train.checkpoint_every=0.5"]
     clean = train(None, tmp_path / "clean", over, progress=False)
-    env = {**os.environ, "BNLAB_FAULT": "append_line:9"}
+    env = {**os.environ, "BNLAB_FAULT": "metrics_append:9"}
     code = f"from bnlab.training import train; train(None, {str(tmp_path / 'k')!r}, {over!r}, progress=False)"
     assert subprocess.run([sys.executable, "-c", code], env=env).returncode == -9
     killed = tmp_path / "k" / clean.name

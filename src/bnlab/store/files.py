@@ -76,7 +76,9 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # the writer's pid is in the temp name, so a later write can tell a dead writer's debris from a
+    # concurrent writer's file in flight (two sweeps writing one meta.json)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; the result should read like any new file
         with os.fdopen(fd, "wb") as f:
@@ -85,8 +87,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # debris of a writer killed mid-write
-            stale.unlink(missing_ok=True)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # debris of writers killed mid-write
+            if _writer_dead(stale.name[len(path.name) + 2 :].split(".", 1)[0]):
+                stale.unlink(missing_ok=True)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -94,6 +97,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def _writer_dead(pid_text: str) -> bool:
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return False  # not one of ours
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -116,11 +135,11 @@ def dumps_line(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), default=_default, allow_nan=True)
 
 
-def append_line(path: str | Path, obj: Any) -> None:
-    """Append one JSON line with a single write() + fsync."""
+def append_line(path: str | Path, obj: Any, point: str = "append_line") -> None:
+    """Append one JSON line with a single write() + fsync (`point`: the fault-injection name of the call)."""
     path = Path(path)
     data = (dumps_line(obj) + "\n").encode("utf-8")
-    fault_point("append_line")
+    fault_point(point)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         written = os.write(fd, data)

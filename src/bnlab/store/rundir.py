@@ -114,7 +114,7 @@ class RunDir:
 
     # metrics
     def append_metric(self, row: dict[str, Any]) -> None:
-        append_line(self.metrics, row)
+        append_line(self.metrics, row, point="metrics_append")
 
     def read_metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics)[0]
@@ -163,7 +163,7 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
         atomic_write_text(jl, "".join(dumps_line(r) + "\n" for r in kept + rows))
     else:
         for r in rows:
-            append_line(jl, r)
+            append_line(jl, r, point="probe_append")
     if result.arrays:
         npz = rd / f"{name}.npz"
         arrays: dict[str, np.ndarray] = {}
