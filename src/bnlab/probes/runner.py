@@ -66,7 +66,7 @@ def run_probe(
 ) -> ProbeResult:
     from bnlab.training.loop import build, resolve_device
 
-    fn = PROBES.get(name)
+    PROBES.get(name)  # an unknown name fails before the model is built
     device = resolve_device(cfg.train.device)
     model, _, dd = build(cfg, device)
     if checkpoint:
@@ -75,18 +75,33 @@ def run_probe(
     opts = dict(options or {})
     if layers is not None:
         opts["modules" if name == "activation_moments" else "layers"] = layers
-    bs = batch_size or cfg.optim.batch_size
-    data = dd.probe_batches(batches, bs, seed=cfg.train.seed + 104729)
+    data = dd.probe_batches(batches, batch_size or cfg.optim.batch_size, seed=probe_batch_seed(cfg))
+    ctx = None
     if PROBE_KIND.get(name) == "data":
         from bnlab.training.optim import make_optimizer
 
         ctx = ProbeContext(step=0, optimizer=make_optimizer(model, cfg.optim), lr=cfg.optim.lr, config=cfg)
-        return call_probe(fn, name, model, data, ctx=ctx, **opts)
-    import pandas as pd
+    return apply_probe(name, model, data, ctx, opts)
 
-    results = [call_probe(fn, name, model, x, y, **opts) for x, y in data]
+
+def probe_batch_seed(cfg: Config) -> int:
+    """Probes see fixed minibatches: the same images at every step of a run, seeded by the run's seed."""
+    return cfg.train.seed + 104729
+
+
+def apply_probe(
+    name: str, model: torch.nn.Module, batches: list, ctx: ProbeContext | None, options: dict[str, Any]
+) -> ProbeResult:
+    """Run probe `name` on `batches`: a data probe once on all of them (with `ctx`), a batch probe once per
+    minibatch, its tables stacked with a `batch` column and its arrays keyed "b<i>/<key>"."""
+    fn = PROBES.get(name)
+    if PROBE_KIND.get(name) == "data":
+        return call_probe(fn, name, model, batches, ctx=ctx or ProbeContext(), **options)
+    results = [call_probe(fn, name, model, x, y, **options) for x, y in batches]
     if len(results) == 1:
         return results[0]
+    import pandas as pd
+
     tables = []
     arrays: dict[str, Any] = {}
     for i, r in enumerate(results):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from bnlab.config import flatten
 from bnlab.store.files import read_json, read_jsonl
 from bnlab.store.rundir import TERMINAL, RunDir, RunLock, write_probe
 
@@ -30,16 +31,6 @@ def run_dirs(root: str | Path) -> list[Path]:
     return sorted(p.parent for p in root.glob("*/config.yaml"))
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out: dict = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v if not isinstance(v, list) else str(v)
-    return out
-
-
 def load_runs(root: str | Path) -> pd.DataFrame:
     """One row per run: run_id, run_dir, state, step, reason, config as dotted columns, summary.*, meta.*."""
     rows = []
@@ -58,7 +49,7 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             "reason": st.get("reason"),
             "final_loss": st.get("loss"),
         }
-        row.update(_flat(cfg))
+        row.update({k: str(v) if isinstance(v, list) else v for k, v in flatten(cfg).items()})
         row.update({f"summary.{k}": v for k, v in (read_json(rd.summary, {}) or {}).items()})
         row.update({f"meta.{k}": v for k, v in (read_json(d / "meta.json", {}) or {}).items()})
         rows.append(row)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bnlab.config import Config, to_yaml
@@ -411,31 +410,11 @@ def _save_diverging(
 
 
 def _run_probe(model, dd, sched, cfg: Config, optimizer, step: int, lr: float, run_dir: Path):
-    from bnlab.probes import PROBE_KIND, PROBES
     from bnlab.probes.context import ProbeContext
-    from bnlab.probes.guard import call_probe
-    from bnlab.probes.result import ProbeResult
+    from bnlab.probes.runner import apply_probe, probe_batch_seed
 
-    fn = PROBES.get(sched.name)
-    bs = sched.batch_size or cfg.optim.batch_size
-    # fixed minibatches per probe: the same images at every step of this run (seeded by the run's seed)
-    batches = dd.probe_batches(sched.batches, bs, seed=cfg.train.seed + 104729)
-    if PROBE_KIND.get(sched.name) == "data":
-        ctx = ProbeContext(step=step, optimizer=optimizer, lr=lr, run_dir=run_dir, config=cfg)
-        return call_probe(fn, sched.name, model, batches, ctx=ctx, **sched.options)
-    results = [call_probe(fn, sched.name, model, x, y, **sched.options) for x, y in batches]
-    if len(results) == 1:
-        return results[0]
-    import pandas as pd
-
-    tables, arrays = [], {}
-    for i, r in enumerate(results):
-        t = r.table.copy()
-        t["batch"] = i
-        tables.append(t)
-        arrays.update({f"b{i}/{k}": v for k, v in r.arrays.items()})
-    return ProbeResult(pd.concat(tables, ignore_index=True), arrays, dict(results[0].attrs))
-
-
-def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(out.float(), y)
+    batches = dd.probe_batches(
+        sched.batches, sched.batch_size or cfg.optim.batch_size, seed=probe_batch_seed(cfg)
+    )
+    ctx = ProbeContext(step=step, optimizer=optimizer, lr=lr, run_dir=run_dir, config=cfg)
+    return apply_probe(sched.name, model, batches, ctx, sched.options)
