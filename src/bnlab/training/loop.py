@@ -201,26 +201,30 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
     dev_loss = torch.zeros((), dtype=torch.float64, device=device)  # sums since the last read
     dev_correct = torch.zeros((), dtype=torch.int64, device=device)
-    buffered: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr) not yet read
+    buffered: list[tuple[int, torch.Tensor]] = []  # (step, loss on device) not yet read
 
     def drain() -> tuple[int, float, str] | None:
         """Read the buffered losses; fold them into the accumulators; first divergence -> (step, loss, reason)."""
         nonlocal recent
         if not buffered:
             return None
-        vals = torch.stack([v for _, v, _ in buffered]).double().cpu().tolist()
-        for (s_i, _, _), v in zip(buffered, vals):
+        vals = torch.stack([v for _, v in buffered]).double().cpu().tolist()
+        for (s_i, _), v in zip(buffered, vals):
             verdict = div.check(v)
             if verdict is not None:
                 buffered.clear()
                 return s_i, v, verdict
             recent = (recent + [v])[-10:]
+        fold()
+        buffered.clear()
+        return None
+
+    def fold() -> None:
+        """Move the device-side loss/accuracy sums into the running train metrics (one host read)."""
         acc["loss"] += float(dev_loss)
         acc["correct"] += int(dev_correct)
         dev_loss.zero_()
         dev_correct.zero_()
-        buffered.clear()
-        return None
 
     def diverged(
         at: int, value: float, verdict: str, lr_then: float, snapshot: dict | None
@@ -258,7 +262,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
                 out = fwd(x)
                 loss = loss_fn(out.float(), y)
             loss_det = loss.detach()
-            buffered.append((step, loss_det, lr))
+            buffered.append((step, loss_det))
             if sync_every == 1:  # read now: a diverging loss stops the run before its update
                 fired = drain()
                 if fired is not None:
@@ -279,10 +283,7 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             dev_correct.add_((out.detach().argmax(1) == y).sum())
             acc["count"] += y.numel()
             if sync_every == 1:
-                acc["loss"] += float(dev_loss)
-                acc["correct"] += int(dev_correct)
-                dev_loss.zero_()
-                dev_correct.zero_()
+                fold()
             images_this_session += y.numel()
             step += 1
             due_eval = step % eval_every == 0 or step == total
