@@ -16,7 +16,7 @@ import json
 import math
 from pathlib import Path
 
-from bnlab.experiments.spec import all_specs
+from bnlab.analyses.spec import all_specs
 
 # Placeholder until a GPU session measures it (bench/gpu.sh): bf16 + channels_last ResNet training on
 # an H100 at batch 128, images/s by depth. Labelled "assumed" wherever it is used.

@@ -3,7 +3,7 @@
 import pytest
 
 from bnlab.config import run_id
-from bnlab.experiments.spec import PROFILES, all_specs, find_specs
+from bnlab.analyses.spec import PROFILES, all_specs, find_specs
 from bnlab.sweeps.tasks import TASKS
 
 

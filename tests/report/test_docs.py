@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from bnlab.experiments.spec import all_specs
+from bnlab.analyses.spec import all_specs
 from bnlab.report.docs import FORMULA, experiments_markdown
 
 DOC = Path(__file__).parents[2] / "docs" / "experiments.md"

@@ -12,7 +12,7 @@ from synthetic import EXPECTED, make_root  # noqa: E402
 
 from bnlab.cli.main import main  # noqa: E402
 from bnlab.errors import UserError  # noqa: E402
-from bnlab.experiments.spec import all_specs  # noqa: E402
+from bnlab.analyses.spec import all_specs  # noqa: E402
 from bnlab.report import build_comparison, build_report  # noqa: E402
 
 IDS = [s.id for s in all_specs()]

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bnlab.errors import UserError
-from bnlab.experiments.spec import all_specs
+from bnlab.analyses.spec import all_specs
 from bnlab.figures.report_figures import FIGURES
 from bnlab.report.quantities import QUANTITIES
 from bnlab.report.rules import RULES, VERDICTS, evaluate

@@ -3,7 +3,7 @@
 import pytest
 
 from bnlab.experiments.runner import run_specs
-from bnlab.experiments.spec import load_spec
+from bnlab.analyses.spec import load_spec
 from bnlab.store import load_runs
 
 

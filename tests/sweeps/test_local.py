@@ -6,7 +6,7 @@ import sys
 import time
 
 from bnlab.experiments.runner import run_specs
-from bnlab.experiments.spec import load_spec
+from bnlab.analyses.spec import load_spec
 from bnlab.store import load_runs
 
 

@@ -13,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bnlab.experiments.spec import PROFILES, all_specs
+    from bnlab.analyses.spec import PROFILES, all_specs
     from bnlab.sweeps.plan import fmt_seconds
 
     t = Table(title="bnlab experiments (runs / stated cost per profile)")

@@ -25,7 +25,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from bnlab.experiments.runner import run_specs
-    from bnlab.experiments.spec import find_specs
+    from bnlab.analyses.spec import find_specs
 
     specs = find_specs([args.spec])
     run_specs(

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bnlab.config import Config, run_id
-from bnlab.experiments.spec import Spec
+from bnlab.analyses.spec import Spec
 from bnlab.sweeps.plan import estimate_run_seconds, fmt_seconds
 from bnlab.sweeps.tasks import is_done
 

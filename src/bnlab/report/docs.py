@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bnlab.experiments.spec import PROFILES, Spec, all_specs
+from bnlab.analyses.spec import PROFILES, Spec, all_specs
 from bnlab.report.study import paper_values
 
 FORMULA = {

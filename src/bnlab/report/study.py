@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from bnlab.errors import UserError
-from bnlab.experiments.spec import PROFILES, Spec, all_specs, find_specs
+from bnlab.analyses.spec import PROFILES, Spec, all_specs, find_specs
 from bnlab.figures.report_figures import FIGURES, RunsData
 from bnlab.report.quantities import QUANTITIES
 from bnlab.report.rules import Verdict, evaluate

@@ -1,5 +1,5 @@
 """Experiment specs: data, not code. One YAML file per experiment in experiments/ (packaged as
-bnlab/experiments/specs/), expanded under a profile into runs (one resolved Config each).
+bnlab/analyses/specs/), expanded under a profile into runs (one resolved Config each).
 
     id: E1                      # E1 ... E12e
     name: lr_study
@@ -93,9 +93,9 @@ class Spec(BaseModel):
 
 
 def _spec_dirs() -> list[Path]:
-    """Packaged specs (the wheel force-includes the repo's experiments/ as bnlab/experiments/specs),
+    """Packaged specs (the wheel force-includes the repo's experiments/ as bnlab/analyses/specs),
     else the repo's experiments/ folder (editable installs)."""
-    packaged = Path(str(resources.files("bnlab.experiments"))) / "specs"
+    packaged = Path(str(resources.files("bnlab.analyses"))) / "specs"
     if packaged.is_dir():
         return [packaged]
     repo = Path(__file__).resolve().parents[3] / "experiments"
