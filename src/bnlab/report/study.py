@@ -11,8 +11,8 @@ import logging
 import math
 import shlex
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,15 +20,13 @@ from typing import Any
 import matplotlib.figure
 import matplotlib.style
 import pandas as pd
-import yaml
 
-from bnlab.errors import UserError
+from bnlab.analyses import analysis
 from bnlab.analyses.spec import PROFILES, Spec, all_specs, find_specs
-from bnlab.figures.report_figures import FIGURES, RunsData
-from bnlab.report.quantities import QUANTITIES
+from bnlab.errors import UserError
 from bnlab.report.rules import Verdict, evaluate
-from bnlab.store import load_runs
 from bnlab.store.files import read_json
+from bnlab.store.runset import RunSet, experiments_of
 
 log = logging.getLogger("bnlab.report")
 SMOKE_BANNER = "smoke — plumbing check — not comparable with the paper"
@@ -51,16 +49,6 @@ def style_path() -> Path:
     return Path(str(resources.files("bnlab.report"))) / "style.mplstyle"
 
 
-@cache
-def paper_values() -> dict[str, Any]:
-    """paper_values.yaml: the paper's values with provenance and each experiment's verdict rule."""
-    path = Path(str(resources.files("bnlab.report"))) / "paper_values.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(raw, dict) or "experiments" not in raw:
-        raise UserError(f"{path} has no 'experiments' mapping; restore it from the repository")
-    return raw
-
-
 @dataclass
 class FigureOut:
     name: str
@@ -75,7 +63,8 @@ class FigureOut:
 
 @dataclass
 class Row:
-    quantity: str
+    quantity: str  # the label
+    key: str
     ours: float | None
     paper: Any
     source: str
@@ -114,10 +103,6 @@ class Study:
     env: list[dict[str, Any]]
     other_profiles: dict[str, int]
     untagged: int
-
-
-def experiments_of(value: object) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def resolve_profile(runs: pd.DataFrame, profile: str | None, reproduce: dict[str, Any]) -> str:
@@ -182,19 +167,16 @@ def _watermark(fig: matplotlib.figure.Figure) -> None:
 
 
 def render_figure(
-    name: str, runs: pd.DataFrame, data: RunsData, out: Path, stem: str, smoke: bool
+    name: str, fn: Callable[[RunSet, Spec], matplotlib.figure.Figure], runs: RunSet, spec: Spec, out: Path,
+    stem: str, smoke: bool,
 ) -> FigureOut:
     """Draw one figure under the bnlab style into out/<stem>.{png,pdf}; an exception becomes `error`."""
-    try:
-        fn = FIGURES.get(name)
-    except UserError as e:
-        return FigureOut(name, "", error=str(e))
     doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
     fo = FigureOut(name, doc)
-    data.notes = []
+    runs.notes = []
     try:
         with matplotlib.style.context(str(style_path())):
-            fig = fn(runs, data)
+            fig = fn(runs, spec)
             if smoke:
                 _watermark(fig)
             png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
@@ -208,8 +190,28 @@ def render_figure(
     except Exception as e:  # a broken figure is reported in its section, never crashes the report
         log.warning("figure %s failed", name, exc_info=True)
         fo.error = f"{type(e).__name__}: {e}"
-    fo.notes = list(data.notes)
+    fo.notes = list(runs.notes)
     return fo
+
+
+def measure(spec: Spec, runs: RunSet) -> tuple[dict[str, float], list[str]]:
+    """quantities() of spec's analysis on `runs`: (values by key, notes). A key the analysis returns that
+    the spec does not declare, or a declared key it does not return, is named in the notes."""
+    runs.notes = []
+    notes: list[str] = []
+    try:
+        q = dict(analysis(spec).quantities(runs, spec))
+    except Exception as e:  # a broken analysis leaves the numbers unmeasured, named in the notes
+        log.warning("quantities of %s failed", spec.id, exc_info=True)
+        return {}, [f"our numbers could not be computed: {type(e).__name__}: {e}"]
+    declared = spec.paper.labels()
+    extra = sorted(set(q) - set(declared))
+    missing = sorted(set(declared) - set(q))
+    if extra:
+        notes.append(f"the analysis returned undeclared quantities (add them to the spec): {', '.join(extra)}")
+    if missing:
+        notes.append(f"the analysis did not return: {', '.join(missing)}")
+    return q, notes + runs.notes
 
 
 def _command(root: Path, profile: str, reproduce: dict[str, Any], spec: Spec | None) -> str:
@@ -224,71 +226,48 @@ def _command(root: Path, profile: str, reproduce: dict[str, Any], spec: Spec | N
 
 def collect_section(
     spec: Spec,
-    runs: pd.DataFrame,
-    all_runs: pd.DataFrame,
+    root_runs: RunSet,
     root: Path,
     profile: str,
     figures_dir: Path,
     reproduce: dict[str, Any],
     stem_prefix: str = "",
 ) -> Section:
-    pv = paper_values()
-    entry = pv["experiments"].get(spec.id, {}) or {}
-    comparable_profiles = entry.get("comparable_profiles", pv.get("comparable_profiles", []))
+    paper = spec.paper
     prof = spec.profile(profile)
     tag = f"{spec.id}/{profile}"
-    mine = (
-        runs[runs["meta.experiments"].apply(lambda v: tag in experiments_of(v))]
-        if len(runs) and "meta.experiments" in runs.columns
-        else runs.iloc[0:0]
-    )
-    mine = mine.reset_index(drop=True)
+    runs = root_runs.experiment(spec.id, profile, needs=paper.needs)
     figures: list[FigureOut] = []
-    notes: list[str] = []
-    if len(mine):
-        for name in spec.figures:
-            data = RunsData(mine, all_runs)
-            figures.append(
-                render_figure(
-                    name, mine, data, figures_dir, f"{stem_prefix}{spec.id}_{name}", profile == "smoke"
-                )
-            )
     q: dict[str, float] = {}
-    if len(mine) and spec.id in QUANTITIES:
-        data = RunsData(mine, all_runs)
+    notes: list[str] = []
+    if len(runs):
         try:
-            q = QUANTITIES.get(spec.id)(data)
-        except Exception as e:  # a broken extractor leaves the numbers unmeasured, named in the notes
-            log.warning("quantities of %s failed", spec.id, exc_info=True)
-            notes.append(f"our numbers could not be computed: {type(e).__name__}: {e}")
-        notes.extend(data.notes)
-    rows: list[Row] = []
-    listed = set()
-    for v in entry.get("values", []) or []:
-        name = str(v["quantity"])
-        listed.add(name)
-        rows.append(Row(name, _finite(q.get(name)), v.get("paper"), str(v.get("source", ""))))
-    for name, val in q.items():
-        if name not in listed:
-            rows.append(Row(name, _finite(val), None, "not in the paper"))
-    rule = entry.get("rule")
+            mod = analysis(spec)
+        except UserError as e:
+            notes.append(str(e))
+        else:
+            for name, fn in mod.FIGURES.items():
+                stem = f"{stem_prefix}{spec.id}_{name}"
+                figures.append(render_figure(name, fn, runs, spec, figures_dir, stem, profile == "smoke"))
+            q, notes = measure(spec, runs)
+    rows = [Row(v.label, v.key, _finite(q.get(v.key)), v.paper, v.source) for v in paper.values]
     rule_verdict = None
-    if rule is None:
-        verdict = Verdict("inconclusive", "no verdict rule in paper_values.yaml for this experiment")
+    if paper.rule is None:
+        verdict = Verdict("inconclusive", f"no verdict rule in {spec.id}'s spec (paper.rule)")
     else:
         try:
-            rule_verdict = evaluate(rule, q)
+            rule_verdict = evaluate(paper.rule, q)
         except UserError as e:
             rule_verdict = Verdict("inconclusive", f"the verdict rule is malformed: {e}")
         if prof.skip:
             verdict = Verdict(
                 "inconclusive", f"not run under the {profile} profile ({prof.tests or 'skipped'})"
             )
-        elif not len(mine):
+        elif not len(runs):
             verdict = Verdict(
                 "inconclusive", f"no runs of {spec.id} under the {profile} profile in this runs root"
             )
-        elif profile not in comparable_profiles:
+        elif profile not in paper.comparable_profiles:
             verdict = Verdict(
                 "inconclusive",
                 f"the {profile} profile does not test this claim ({prof.tests or 'plumbing'});"
@@ -296,24 +275,23 @@ def collect_section(
             )
         else:
             verdict = rule_verdict
-    reproduce_cmd = _command(root, profile, reproduce, spec)
     return Section(
         spec=spec,
         profile=profile,
-        runs=mine,
+        runs=runs.runs,
         pending=_pending(root, tag),
         figures=figures,
         rows=rows,
         verdict=verdict,
         rule_verdict=rule_verdict,
         notes=notes,
-        env=_env(mine),
-        command=reproduce_cmd,
-        paper_figure=str(entry.get("paper_figure", spec.paper)),
-        claim_source=str(entry.get("claim_source", "")),
+        env=_env(runs.runs),
+        command=_command(root, profile, reproduce, spec),
+        paper_figure=paper.figure,
+        claim_source=paper.claim_source,
         tests=prof.tests,
         cost_s=prof.cost_s,
-        comparable=profile in comparable_profiles,
+        comparable=profile in paper.comparable_profiles,
     )
 
 
@@ -331,12 +309,13 @@ def collect(
     if not root.is_dir():
         raise UserError(f"runs root {str(root)!r} does not exist; pass the folder given to --runs")
     figures_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(root)
+    root_runs = RunSet.open(root)
+    runs = root_runs.runs
     reproduce = read_json(root / "reproduce.json", {}) or {}
     prof = resolve_profile(runs, profile, reproduce)
     cmd = command or reproduce.get("command") or _command(root, prof, reproduce, None)
     sections = [
-        collect_section(s, runs, runs, root, prof, figures_dir, reproduce, stem_prefix)
+        collect_section(s, root_runs, root, prof, figures_dir, reproduce, stem_prefix)
         for s in (find_specs(only) if only else all_specs())
     ]
     other: Counter[str] = Counter()

@@ -138,6 +138,24 @@ class RunDir:
         return dropped
 
 
+def step_key(step: int, key: str) -> str:
+    """The key of a probe array measured at `step` in probes/<name>.npz (decoded by split_steps)."""
+    return f"step{int(step)}/{key}"
+
+
+def split_steps(arrays: dict[str, np.ndarray]) -> dict[int, dict[str, np.ndarray]]:
+    """{step: {key: array}} of a probes/<name>.npz's arrays (keys "step<k>/<key>"); arrays without a step
+    prefix (files written by hand) count as step 0."""
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for k, v in arrays.items():
+        head, _, rest = k.partition("/")
+        if head.startswith("step") and head[4:].isdigit() and rest:
+            out.setdefault(int(head[4:]), {})[rest] = v
+        else:
+            out.setdefault(0, {})[k] = v
+    return out
+
+
 def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
     """Append a ProbeResult's table rows (+ "step") to probes/<name>.jsonl, its arrays into
     probes/<name>.npz under keys "step<step>/<key>" (the npz is rewritten atomically).
@@ -174,7 +192,7 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
             except (OSError, ValueError):
                 arrays = {}
         for k, v in result.arrays.items():
-            arrays[f"step{int(step)}/{k}"] = np.asarray(v)
+            arrays[step_key(step, k)] = np.asarray(v)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         atomic_write_bytes(npz, buf.getvalue())
