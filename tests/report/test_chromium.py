@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import make_root  # noqa: E402
+from fake_root import make_root  # noqa: E402
 
 from bnlab.report import build_report  # noqa: E402
 

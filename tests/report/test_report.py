@@ -1,4 +1,4 @@
-"""build_report / build_comparison on a small synthetic runs root written by hand (tests/report/synthetic.py)."""
+"""build_report / build_comparison on a small synthetic runs root written by hand (every analysis's fake_runs)."""
 
 import re
 import sys
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import EXPECTED, make_root  # noqa: E402
+from fake_root import EXPECTED, make_root  # noqa: E402
 
 from bnlab.cli.main import main  # noqa: E402
 from bnlab.errors import UserError  # noqa: E402
+from bnlab.analyses import analysis  # noqa: E402
 from bnlab.analyses.spec import all_specs  # noqa: E402
 from bnlab.report import build_comparison, build_report  # noqa: E402
 
@@ -79,7 +80,7 @@ def test_figures_and_markdown_written(cpu_report):
     root, path = cpu_report
     figs = root / "report" / "figures"
     for spec in all_specs():
-        for name in spec.figures:
+        for name in analysis(spec).FIGURES:
             assert (figs / f"{spec.id}_{name}.png").stat().st_size > 1000, name
             assert (figs / f"{spec.id}_{name}.pdf").exists()
     md = (root / "report" / "report.md").read_text(encoding="utf-8")
@@ -103,12 +104,11 @@ def test_smoke_banner_reproduce_command_and_inconclusive_verdicts(tmp_path):
 
 
 def test_a_failing_figure_is_reported_not_fatal(tmp_path, monkeypatch):
-    from bnlab.figures import report_figures
-
-    def boom(runs, data):
+    def boom(runs, spec):
         raise RuntimeError("broken on purpose")
 
-    monkeypatch.setitem(report_figures.FIGURES._items, "step_size", boom)
+    e4 = analysis(next(s for s in all_specs() if s.id == "E4"))
+    monkeypatch.setitem(e4.FIGURES, next(iter(e4.FIGURES)), boom)
     root = make_root(tmp_path / "r", "cpu")
     html = build_report(root, only=["E4"]).read_text(encoding="utf-8")
     e4 = html.split("<h2 id='E4'>")[1].split("<h2 id=")[0]

@@ -1,15 +1,13 @@
-"""The verdict rule engine against hand cases, and the paper-values file against the specs."""
+"""The verdict rule engine against hand cases, and every spec's paper block against its analysis."""
 
 import math
 
 import pytest
 
+from bnlab.analyses import analysis
+from bnlab.analyses.spec import all_specs, rule_keys
 from bnlab.errors import UserError
-from bnlab.analyses.spec import all_specs
-from bnlab.figures.report_figures import FIGURES
-from bnlab.report.quantities import QUANTITIES
 from bnlab.report.rules import RULES, VERDICTS, evaluate
-from bnlab.report.study import paper_values
 
 
 def v(rule, **values):
@@ -101,32 +99,18 @@ def test_malformed_rules_raise_user_errors():
         evaluate({"kind": "all_of", "rules": []}, {})
 
 
-def test_paper_values_cover_every_spec_with_valid_rules_and_provenance():
-    pv = paper_values()["experiments"]
+def test_every_spec_has_a_paper_block_with_provenance_and_a_rule_that_evaluates():
     for spec in all_specs():
-        assert spec.id in pv, f"{spec.id} has no entry in paper_values.yaml"
-        entry = pv[spec.id]
-        assert entry.get("paper_figure") and entry.get("claim_source")
-        for row in entry.get("values", []):
-            assert row.get("source"), f"{spec.id}: {row['quantity']} has no provenance"
+        paper = spec.paper
+        assert paper.figure and paper.claim_source and paper.formula, spec.id
+        assert paper.values and paper.rule is not None, spec.id
+        for row in paper.values:
+            assert row.source, f"{spec.id}: {row.key} has no provenance"
         # every rule evaluates on empty data (inconclusive, never an exception) and names real kinds
-        assert evaluate(entry["rule"], {}).verdict == "inconclusive"
-        assert spec.id in QUANTITIES.names()
-        for name in spec.figures:
-            assert name in FIGURES, f"{spec.id}: figure {name!r} is not registered"
+        assert evaluate(paper.rule, {}).verdict == "inconclusive"
+        assert set(rule_keys(paper.rule)) <= {v.key for v in paper.values}
+        assert analysis(spec).FIGURES, spec.id
+        for need in paper.needs:
+            assert need in {s.id for s in all_specs()}, f"{spec.id} needs unknown {need}"
     assert set(VERDICTS) == {"reproduced", "partly", "not", "inconclusive"}
     assert {"value_at_least", "ratio_at_least", "all_of", "none"} <= set(RULES.names())
-
-
-def test_rule_quantities_are_listed_with_a_paper_value_row():
-    """A rule may only use quantities that the experiment's table lists (so the reader sees them)."""
-
-    def names(rule):
-        if "rules" in rule:
-            return [n for r in rule["rules"] for n in names(r)]
-        return [rule[k] for k in ("ours", "numerator", "denominator") if k in rule]
-
-    for sid, entry in paper_values()["experiments"].items():
-        listed = {row["quantity"] for row in entry.get("values", [])}
-        for n in names(entry["rule"]):
-            assert n in listed, f"{sid}: rule quantity {n!r} is not in its values list"

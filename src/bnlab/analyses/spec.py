@@ -193,6 +193,17 @@ def spec_dirs() -> tuple[Path, ...]:
     return tuple(([base] if base else []) + extra)
 
 
+def add_spec_dirs(dirs: list[str] | None) -> None:
+    """Make the folders `dirs` (a command's `--experiments DIR`) part of this process's experiments,
+    through $BNLAB_EXPERIMENTS, so that child processes and executors find them too."""
+    if not dirs:
+        return
+    have = [p for p in os.environ.get(ENV_DIRS, "").split(os.pathsep) if p]
+    new = [str(Path(d).expanduser().resolve()) for d in dirs]
+    os.environ[ENV_DIRS] = os.pathsep.join(dict.fromkeys(have + new))
+    spec_dirs()  # a folder that does not exist is one sentence now, not later
+
+
 def all_specs() -> tuple[Spec, ...]:
     return _specs_in(spec_dirs())
 

@@ -6,16 +6,24 @@ import argparse
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    return sub.add_parser("experiments", help="list experiment specs: runs and estimated cost per profile")
+    p = sub.add_parser("experiments", help="list experiment specs: runs and estimated cost per profile")
+    p.add_argument(
+        "--experiments",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
+    )
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bnlab.analyses.spec import PROFILES, all_specs
+    from bnlab.analyses.spec import PROFILES, add_spec_dirs, all_specs
     from bnlab.sweeps.plan import fmt_seconds
 
+    add_spec_dirs(args.experiments)
     t = Table(title="bnlab experiments (runs / stated cost per profile)")
     t.add_column("id")
     t.add_column("name")

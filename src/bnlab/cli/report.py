@@ -22,6 +22,12 @@ def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's priv
         "--command", default=None, help="the command to show for regenerating it (default: reproduce.json's)"
     )
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (default: all)")
+    p.add_argument(
+        "--experiments",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
+    )
     return p
 
 
@@ -30,8 +36,10 @@ def _only(value: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bnlab.analyses.spec import add_spec_dirs
     from bnlab.report import build_report
 
+    add_spec_dirs(args.experiments)
     print(
         build_report(
             args.runs, out_dir=args.out, profile=args.profile, command=args.command, only=_only(args.only)

@@ -2,9 +2,10 @@
 base64 PNG data URIs, no external reference), report.md and figures/<id>_<name>.{png,pdf}; and
 `build_comparison(a, b)` -> the same figures and verdicts of two runs roots side by side.
 
-Paper values, their provenance and each experiment's verdict rule live in paper_values.yaml (data);
-bnlab.report.rules interprets the rules, bnlab.report.quantities measures our numbers from store output,
-bnlab.figures.report_figures draws the figures (style: style.mplstyle).
+Each experiment is its spec (experiments/<ID>_<name>.yaml: the paper's values with provenance and the
+verdict rule, by quantity key) and its analysis (bnlab.analyses.<id>_<name>: our numbers and figures, read
+through bnlab.store.RunSet); bnlab.report.study walks spec -> analysis, bnlab.report.rules interprets the
+rules, html/markdown render (style: style.mplstyle).
 """
 
 from __future__ import annotations

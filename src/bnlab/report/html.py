@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 import bnlab
-from bnlab.figures.report_figures import RunsData
+from bnlab.store.runset import RunSet
 from bnlab.report.study import SMOKE_BANNER, FigureOut, Section, Study
 
 CSS = """
@@ -79,7 +79,7 @@ def runs_table(sec: Section) -> str:
     r = sec.runs
     if not len(r):
         return "<p>No runs.</p>"
-    data = RunsData(r)
+    data = RunSet(r)
     labels = data.labels(r)
     head = (
         "<tr><th>run</th><th>configuration</th><th>state</th><th>step</th><th>result</th><th>reason</th></tr>"

@@ -1,8 +1,8 @@
-"""Verdict rules: data (paper_values.yaml) interpreted by a small engine, never typed-in verdicts.
+"""Verdict rules: data (each spec's `paper.rule`) interpreted by a small engine, never typed-in verdicts.
 
 A rule is a mapping with a `kind` (a name in RULES) and the kind's fields; `evaluate(rule, values)` returns
 a Verdict (reproduced | partly | not | inconclusive) with the reason in words. `values` maps quantity
-names (bnlab.report.quantities) to floats; a missing or non-finite quantity makes the verdict
+keys (what the experiment's analysis returns; the spec declares them) to floats; a missing or non-finite quantity makes the verdict
 "inconclusive" and the reason names it.
 
     {kind: value_at_least, ours: Q, threshold: t, partly: p}   Q >= t: reproduced; Q >= p: partly; else not
@@ -56,7 +56,7 @@ def evaluate(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
 def _field(rule: Mapping[str, Any], key: str) -> Any:
     if key not in rule:
         raise UserError(
-            f"verdict rule {rule.get('kind')!r} needs the field {key!r}; add it in paper_values.yaml"
+            f"verdict rule {rule.get('kind')!r} needs the field {key!r}; add it to the spec's paper.rule"
         )
     return rule[key]
 
