@@ -10,10 +10,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_root import EXPECTED, make_root  # noqa: E402
 
-from bnlab.cli.main import main  # noqa: E402
-from bnlab.errors import UserError  # noqa: E402
 from bnlab.analyses import analysis  # noqa: E402
 from bnlab.analyses.spec import all_specs  # noqa: E402
+from bnlab.cli.main import main  # noqa: E402
+from bnlab.errors import UserError  # noqa: E402
 from bnlab.report import build_comparison, build_report  # noqa: E402
 
 IDS = [s.id for s in all_specs()]

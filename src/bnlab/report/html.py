@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 import bnlab
-from bnlab.store.runset import RunSet
 from bnlab.report.study import SMOKE_BANNER, FigureOut, Section, Study
+from bnlab.store.runset import RunSet
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1280px;
