@@ -4,7 +4,9 @@ matplotlib Figure out. No torch, no pyplot state: each function builds its own F
 - `step_size_curves`   Fig. 3: relative minibatch loss r(η) against the step size, log-log.
 - `channel_heatmaps`   Fig. 4: channel × % of the diverging step, |mean| and variance, log colour.
 - `noise_vs_scale`     E2: measured SGD noise against α²/|B|, with the per-example bound.
-- `lambda_lr_figure`   lr·λ_max against the stability limit 2(1+β).
+- `lambda_lr_figure`   lr·λ_max against the stability limit 2(1+β) (`lambda_lr_axes` draws it on an axes).
+- `geometry_figure`    E12e: lr·λ_max vs 2(1+β), input-independent gradient fraction, radial share.
+- `loss_curves`        training loss against the step (e.g. a run that did not diverge, in place of Fig. 4).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
@@ -188,14 +191,22 @@ def lambda_lr_figure(
     if x not in wide.columns:
         raise UserError(f"lambda_lr_figure: column {x!r} not in the hessian_top_eig rows; pass x=")
     fig = Figure(figsize=(4.8, 3.8), layout="constrained")
-    ax = fig.subplots()
+    lambda_lr_axes(fig.subplots(), wide, x=x, hue=hue)
+    _note(fig, note)
+    return fig
+
+
+def lambda_lr_axes(ax: Axes, wide: pd.DataFrame, *, x: str = "step", hue: str | None = "label") -> None:
+    """Draw lr·λ_max against `x` on `ax` (log y), one line per `hue`, and each stability limit 2(1+β) as a
+    horizontal line. wide: one row per measurement, columns `x`, lambda_lr, limit (+ `hue`); a non-positive
+    lr·λ_max cannot be drawn on the log axis and is left out (the caller says so)."""
     for key, g in _groups(wide, hue):
-        g = g[g["lambda_lr"] > 0].sort_values(x)  # a log axis: a non-positive top eigenvalue is left out
+        g = g[g["lambda_lr"] > 0].sort_values(x)
         ax.plot(g[x], g["lambda_lr"], marker="o", ms=4, label=None if key is None else str(key))
-    for limit in sorted(set(wide["limit"].dropna())):
+    for limit in sorted(set(wide["limit"].dropna())) if "limit" in wide.columns else []:
         ax.axhline(limit, color="0.3", ls="--", lw=0.9)
         ax.annotate(
-            f"stability limit {limit:g}",
+            f"stability limit 2(1+β) = {limit:g}",
             (0.01, limit),
             xycoords=("axes fraction", "data"),
             fontsize=7,
@@ -206,5 +217,58 @@ def lambda_lr_figure(
     ax.set_ylabel("lr · λ_max")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+
+
+def geometry_figure(
+    curvature: pd.DataFrame,
+    fraction: pd.DataFrame,
+    radial: pd.DataFrame,
+    *,
+    hue: str = "label",
+    note: str | None = None,
+) -> Figure:
+    """Three panels against the step, one line per `hue`: lr·λ_max with the stability limit 2(1+β)
+    (curvature: columns step, lambda_lr, limit); the input-independent fraction ‖E g_B‖² / E‖g_B‖² of the
+    gradient (fraction: step, value); the radial share of the mean gradient, median over layers (radial:
+    step, value). An empty table leaves its panel empty."""
+    fig = Figure(figsize=(13.0, 3.8), layout="constrained")
+    ax_l, ax_f, ax_r = fig.subplots(1, 3)
+    if len(curvature):
+        lambda_lr_axes(ax_l, curvature, x="step", hue=hue)
+    ax_l.set_xlabel("step")
+    ax_l.set_ylabel("lr · λ_max")
+    ax_l.set_title("curvature vs SGD's stability limit")
+    panels = (
+        (ax_f, fraction, "‖E g_B‖² / E‖g_B‖²", "input-independent part of the gradient"),
+        (ax_r, radial, "radial fraction (median over layers)", "mean gradient: radial share per weight"),
+    )
+    for ax, t, ylabel, title in panels:
+        for key, g in _groups(t, hue) if len(t) else []:
+            g = g.sort_values("step")
+            ax.plot(g["step"], g["value"].to_numpy(float), "o-", label=None if key is None else str(key))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.set_ylim(0, 1.05)
+    _note(fig, note)
+    return fig
+
+
+def loss_curves(
+    curves: Sequence[tuple[str, pd.DataFrame]], *, title: str = "training loss", note: str | None = None
+) -> Figure:
+    """Training loss against the step, log y, one line per (label, table with columns step and loss)."""
+    fig = Figure(figsize=(6.0, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for label, t in curves:
+        ax.plot(t["step"], t["loss"], marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     _note(fig, note)
     return fig
