@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
+from bnlab.nn.blocks import ResidualBlock as ResidualBlock  # re-exported: model blocks subclass it
 
 PAPER_DEPTH = 110  # weighted layers of the paper's ResNet-110
 PAPER_BLOCKS_PER_STAGE = 18  # (110 - 2) / 6
@@ -126,21 +127,6 @@ class ZeroPadShortcut(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.c_in}, {self.c_out}, stride={self.stride}"
-
-
-class ResidualBlock(nn.Module):
-    """Base class of residual blocks: init code finds blocks by this type (never by name).
-
-    Subclasses set `fixup` and implement `branch_convs()` (the residual branch's convs, in order)
-    and `branch_last_norm()` (the branch's last norm module, None without norms)."""
-
-    fixup: bool = False
-
-    def branch_convs(self) -> list[nn.Conv2d]:
-        raise NotImplementedError
-
-    def branch_last_norm(self) -> nn.Module | None:
-        raise NotImplementedError
 
 
 class Scalar(nn.Module):

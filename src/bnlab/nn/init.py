@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
+from bnlab.nn.blocks import ResidualBlock
 from bnlab.registry import Registry
 
 INITS: Registry[Callable[..., None]] = Registry("init")
@@ -136,8 +137,6 @@ def init_model(model: nn.Module, init_cfg: Mapping[str, Any] | Any | None = None
     """Initialize `model` in place: conv and linear weights by name from INITS, then zero_last_gamma
     and the Fixup rescaling where they apply. `init_cfg`: an InitConfig, its dict, or None (defaults).
     Returns the model. Uses the global torch RNG (seed it for reproducibility)."""
-    from bnlab.models.layers import ResidualBlock  # models import this module: import here, not at the top
-
     cfg = _cfg_dict(init_cfg)
     conv_init, fc_init = INITS.get(cfg["conv"]), INITS.get(cfg["fc"])
     gain = _gain(model)
