@@ -1,9 +1,9 @@
 """The complete run configuration: pydantic models (extra="forbid"), YAML loading, `a.b=value`
 overrides and the canonical hash that names a run.
 
-Every field is documented in docs/config.md. A config that validates here is a config that runs:
-registry names (model, norm, init, dataset, probe) and architecture rules (ResNet depth 6n+2) are
-checked at validation time so that bad input is refused before any run directory exists.
+Every field is documented in docs/config.md. Here: the schema and the rules that need no registry
+(ResNet depth 6n+2, ranges); config imports nothing above it. Registry names and typed task options are
+checked one layer up where a config is resolved to run: `bnlab.tasks.check` / `bnlab.tasks.resolve`.
 """
 
 from __future__ import annotations
@@ -18,32 +18,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bnlab.errors import UserError
 
-INIT_CHOICES = ("kaiming_fan_in", "kaiming_fan_out", "xavier", "orthogonal", "delta_orthogonal", "default")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class InitConfig(_Strict):
+    # conv, fc: names in `bnlab ls inits`
     conv: str = "kaiming_fan_in"  # He et al. 2015 (the ResNet default); the paper says Xavier: see PAPER.md
     fc: str = "default"  # PyTorch's Linear default (uniform, bound 1/sqrt(fan_in))
     zero_last_gamma: bool = False  # gamma of each block's last norm = 0 (Goyal et al. 2017)
     balanced_output_bias: bool = False  # FC bias set on a calibration batch so mean softmax = 1/K
 
-    @field_validator("conv", "fc")
-    @classmethod
-    def _known_init(cls, v: str) -> str:
-        if v not in INIT_CHOICES:
-            raise ValueError(f"unknown init {v!r}; choose one of: {', '.join(INIT_CHOICES)}")
-        return v
-
 
 class ModelConfig(_Strict):
     name: str = "resnet_cifar"  # resnet_cifar | vgg_cifar | mlp
-    depth: int = (
-        20  # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
-    )
+    # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
+    depth: int = 20
     width: int = 1  # resnet/vgg: channel multiplier of the base width 16 / 64
     hidden: int = 512  # mlp: hidden units
     activation: Literal["relu", "linear"] = "relu"  # mlp only
@@ -53,9 +44,8 @@ class ModelConfig(_Strict):
     block: Literal["post", "pre"] = "post"  # He 2016 post-activation, or pre-activation
     shortcut: Literal["A", "B"] = "A"  # A: zero-pad identity; B: 1x1 projection + norm
     skipinit: bool = False  # a learnable scalar (init 0) on each residual branch
-    fixup: bool = (
-        False  # Fixup (Zhang et al. 2019): scalar biases/multiplier, rescaled branch init; needs norm none
-    )
+    # Fixup (Zhang et al. 2019): scalar biases/multiplier, rescaled branch init; needs norm none
+    fixup: bool = False
     num_classes: int | None = None  # None: taken from the dataset
     in_channels: int = 3
     image_size: int = 32
@@ -70,13 +60,6 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelConfig:
-        from bnlab.models import MODELS
-        from bnlab.nn.norms import NORMS
-
-        if self.name not in MODELS:
-            raise ValueError(f"unknown model {self.name!r}; choose one of: {', '.join(MODELS.names())}")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}; choose one of: {', '.join(NORMS.names())}")
         if self.name == "resnet_cifar" and (self.depth - 2) % 6 != 0:
             raise ValueError(
                 f"resnet_cifar depth must be 6n+2 (8, 14, 20, 32, 56, 110, ...), got {self.depth}"
@@ -88,9 +71,8 @@ class ModelConfig(_Strict):
 
 class DataConfig(_Strict):
     name: str = "cifar10"  # cifar10 | cifar100 | synthetic | arrays
-    root: str | None = (
-        None  # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
-    )
+    # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
+    root: str | None = None
     subset: int | None = None  # train on a seeded, class-stratified subset of this many images
     val_size: int = 5000  # held out of the train split (45k/5k); the test split is never touched
     augment: bool = True  # 4-px pad + random crop + horizontal flip, on the training device
@@ -110,14 +92,6 @@ class DataConfig(_Strict):
         if v < 0:
             raise ValueError("val_size must be >= 0")
         return v
-
-    @model_validator(mode="after")
-    def _known(self) -> DataConfig:
-        from bnlab.data import DATASETS
-
-        if self.name not in DATASETS:
-            raise ValueError(f"unknown dataset {self.name!r}; choose one of: {', '.join(DATASETS.names())}")
-        return self
 
 
 class WarmupConfig(_Strict):
@@ -233,9 +207,8 @@ class TrainConfig(_Strict):
     steps: int | None = None  # if set, the budget in optimizer steps (overrides epochs)
     eval_every: float = 1.0  # epochs between evaluations (test, val, train_eval)
     eval_train_subset: int = 1000  # images of the train split evaluated in eval mode (fixed, seeded)
-    eval_test_subset: int | None = (
-        None  # intermediate evaluations on a fixed seeded test subset (the final one is full)
-    )
+    # intermediate evaluations on a fixed seeded test subset (the final one is full)
+    eval_test_subset: int | None = None
     evaluate: bool = True  # False: no evaluation passes at all (max-lr trials); train metrics only
     divergence: DivergenceConfig = Field(default_factory=DivergenceConfig)
     seed: int = 0
@@ -243,9 +216,8 @@ class TrainConfig(_Strict):
     amp: bool = False  # bf16 autocast on CUDA (fp32 master weights and BN statistics)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model (CUDA; state dicts stay those of the plain module)
-    sync_every: int = (
-        1  # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
-    )
+    # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
+    sync_every: int = 1
     checkpoint_every: float = 1.0  # epochs; also at least every checkpoint_minutes
     checkpoint_minutes: float = 5.0
     keep_checkpoints: int = 2
@@ -254,9 +226,8 @@ class TrainConfig(_Strict):
     threads: int | None = None  # torch intra-op threads (not part of the run id)
     log_every: int = 50  # steps between progress updates
     tensorboard: bool = True  # write run_dir/tb/ event files when the `tb` extra (tensorboard) is installed
-    layer_stats_every: int = (
-        100  # steps between the default layer_stats probe (grad/weight norms, update ratio); 0: off
-    )
+    # steps between the default layer_stats probe (grad/weight norms, update ratio); 0: off
+    layer_stats_every: int = 100
 
     @model_validator(mode="after")
     def _budget(self) -> TrainConfig:
@@ -279,18 +250,9 @@ class Config(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     probes: list[ProbeSchedule] = Field(default_factory=list)
-    task: str = "train"  # what the executor runs: train | rmt (see bnlab.sweeps.tasks)
-    task_options: dict[str, Any] = Field(default_factory=dict)  # task-specific settings (e.g. rmt)
-
-    @model_validator(mode="after")
-    def _probe_names(self) -> Config:
-        if self.probes:
-            from bnlab.probes.registry import PROBES
-
-            for p in self.probes:
-                if p.name not in PROBES:
-                    raise ValueError(f"unknown probe {p.name!r}; choose one of: {', '.join(PROBES.names())}")
-        return self
+    task: str = "train"  # what the executor runs: train | max_lr | diverging_step | rmt (bnlab.tasks)
+    # as written (run ids hash what was set); checked by the task's typed options model (bnlab.tasks)
+    task_options: dict[str, Any] = Field(default_factory=dict)
 
 
 # Fields that do not change the result and so are not part of the run id: where the data and the run
@@ -315,7 +277,8 @@ def _one_sentence(err: ValidationError) -> str:
 
 
 def validate(raw: dict[str, Any]) -> Config:
-    """Build a Config from a plain dict; any problem becomes a one-sentence UserError."""
+    """Build a Config from a plain dict, schema only (registry names and task options: `bnlab.tasks.check`);
+    any problem becomes a one-sentence UserError."""
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
@@ -387,7 +350,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def resolve(
     config: str | Path | dict[str, Any] | Config | None = None, overrides: list[str] | None = None
 ) -> Config:
-    """YAML path, dict or Config, plus `a.b=value` overrides -> a validated Config."""
+    """YAML path, dict or Config, plus `a.b=value` overrides -> a schema-validated Config
+    (`bnlab.tasks.resolve` also checks registry names and task options)."""
     if isinstance(config, Config):
         raw = config.model_dump(mode="json")
     elif isinstance(config, dict):

@@ -51,10 +51,33 @@ def test_hash_is_a_known_constant_for_defaults():
     ],
 )
 def test_bad_overrides_are_one_sentence_user_errors(bad):
+    from bnlab.tasks import resolve as resolve_to_run
+
     with pytest.raises(UserError) as e:
-        resolve(None, [bad])
+        resolve_to_run(None, [bad])
     msg = str(e.value)
     assert "\n" not in msg and len(msg) < 300
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["model.norm=unicorn", "model.init.conv=magic", "data.name=mnist", "probes=[{name: nope, every: 1}]"],
+)
+def test_config_validates_the_schema_only_and_the_resolver_checks_names(name):
+    cfg = resolve(None, [name])  # bnlab.config imports no registry
+    from bnlab.tasks import check
+
+    with pytest.raises(UserError, match="choose one of"):
+        check(cfg)
+
+
+def test_a_registered_init_is_accepted(monkeypatch):
+    """The INITS registry is the single source of init choices: no list in the config to keep in sync."""
+    from bnlab.nn.init import INITS, default
+    from bnlab.tasks import resolve as resolve_to_run
+
+    monkeypatch.setitem(INITS._items, "my_init", default)
+    assert resolve_to_run(None, ["model.init.conv=my_init"]).model.init.conv == "my_init"
 
 
 def test_override_values_are_yaml():

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bnlab.experiments.runner import run_specs
 from bnlab.analyses.spec import load_spec
 from bnlab.store import load_runs
+from bnlab.sweeps.runner import run_specs
 
 
 def test_ray_executor_four_runs(tmp_path, tiny_spec):

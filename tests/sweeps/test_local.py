@@ -5,9 +5,9 @@ import subprocess
 import sys
 import time
 
-from bnlab.experiments.runner import run_specs
 from bnlab.analyses.spec import load_spec
 from bnlab.store import load_runs
+from bnlab.sweeps.runner import run_specs
 
 
 def _metrics_ok(root):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bnlab.config import run_id
 from bnlab.analyses.spec import PROFILES, all_specs, find_specs
-from bnlab.sweeps.tasks import TASKS
+from bnlab.config import run_id
+from bnlab.tasks import TASKS
 
 
 @pytest.mark.parametrize("profile", PROFILES)

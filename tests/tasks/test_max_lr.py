@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from bnlab.errors import UserError
-from bnlab.experiments.max_lr import max_stable_lr, trial_stability
-from bnlab.probes.hessian import stability_limit
+from bnlab.probes.hessian_top_eig import stability_limit
+from bnlab.tasks.max_lr import max_stable_lr, trial_stability
 
 LAMBDAS = np.array([0.3, 2.0, 5.0])  # curvatures of f(x) = ½ Σ λ_i x_i²
 

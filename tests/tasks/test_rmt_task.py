@@ -9,7 +9,7 @@ import pytest
 from bnlab.config import validate
 from bnlab.errors import UserError
 from bnlab.rmt import study
-from bnlab.rmt.task import run_kind, run_task
+from bnlab.tasks.rmt_task import run_kind, run_task
 
 
 def test_run_task_spectra(tmp_path):

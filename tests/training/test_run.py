@@ -12,6 +12,7 @@ from bnlab.config import resolve, run_id
 from bnlab.store import RunDir
 from bnlab.store.checkpoint import list_checkpoints
 from bnlab.training import run, train
+from bnlab.training.observers import PreUpdateSnapshot
 
 SCHEMA_FILES = {"config.yaml", "env.json", "status.json", "metrics.jsonl", "summary.json", "ckpt"}
 
@@ -109,7 +110,11 @@ def test_divergence_is_a_result(tmp_path, tiny_overrides, mode, threshold):
     assert st["state"] == "diverged", st
     assert st["step"] < 32 and st["reason"]
     assert not (d / "summary.json").exists()
-    div = torch.load(d / "ckpt" / "diverging.pt", weights_only=True)
+    assert not (d / "ckpt" / "diverging.pt").exists()  # only the diverging-step task asks for it
+    cfg = resolve(None, over)
+    e = tmp_path / "snap"
+    st = run(cfg, e, progress=False, observers=[PreUpdateSnapshot()])
+    div = torch.load(e / "ckpt" / "diverging.pt", weights_only=True)
     assert st["step"] >= 1 and div["fired_step"] == st["step"] and div["step"] == st["step"] - 1
 
 

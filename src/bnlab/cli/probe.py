@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bnlab.cli.common import add_config_args
+from bnlab.cli.arguments import add_config_args
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.common import add_set_arg
+from bnlab.cli.arguments import add_set_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnlab.experiments.reproduce import reproduce
+    from bnlab.sweeps.reproduce import reproduce
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     path = reproduce(

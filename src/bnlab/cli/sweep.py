@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.common import add_runs_arg, add_set_arg
+from bnlab.cli.arguments import add_runs_arg, add_set_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,8 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnlab.experiments.runner import run_specs
     from bnlab.analyses.spec import find_specs
+    from bnlab.sweeps.runner import run_specs
 
     specs = find_specs([args.spec])
     run_specs(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bnlab.cli.common import add_config_args, add_runs_arg
+from bnlab.cli.arguments import add_config_args, add_runs_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -21,9 +21,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnlab.config import resolve, run_id, to_yaml
+    from bnlab.config import run_id, to_yaml
     from bnlab.errors import UserError
     from bnlab.store import RunDir, RunLock
+    from bnlab.tasks import resolve
     from bnlab.training import run as train_run
 
     cfg = resolve(args.config, args.overrides)

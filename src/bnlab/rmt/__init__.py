@@ -34,7 +34,6 @@ _LAZY = {
     "jacobian_spectrum": ("bnlab.rmt.jacobian", "jacobian_spectrum"),
     "JacobianSpectrum": ("bnlab.rmt.jacobian", "JacobianSpectrum"),
     "dense_jacobian": ("bnlab.rmt.jacobian", "dense_jacobian"),
-    "run_task": ("bnlab.rmt.task", "run_task"),
 }
 
 __all__ = [

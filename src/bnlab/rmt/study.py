@@ -1,6 +1,6 @@
 """E10's measurements as tables: each function returns a ProbeResult (long table + arrays).
 
-Shared by the sweep task (`bnlab.rmt.task.run_task`) and the CLI (`bnlab rmt ...`), and read by
+Shared by the sweep task (`bnlab.tasks.rmt_task.run_task`) and the CLI (`bnlab rmt ...`), and read by
 `bnlab.figures.rmt`. Table columns: probe, layer, paper_layer (<NA>), metric, value + key columns.
 """
 

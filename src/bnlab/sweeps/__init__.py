@@ -1,4 +1,4 @@
-"""Executors: local (default), ray, slurm. All of them call `bnlab.sweeps.tasks.execute(cfg, run_dir)`."""
+"""Executors: local (default), ray, slurm. All of them call `bnlab.tasks.execute(cfg, run_dir)`."""
 
 from __future__ import annotations
 

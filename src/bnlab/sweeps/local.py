@@ -19,7 +19,7 @@ from bnlab.config import Config, run_id
 from bnlab.errors import UserError
 from bnlab.store import RunDir, RunLock
 from bnlab.store.files import atomic_write_json, read_json
-from bnlab.sweeps.tasks import execute, is_done
+from bnlab.tasks import execute, is_done
 
 
 @dataclass

@@ -48,13 +48,13 @@ def estimate_run_seconds(cfg: Config, train_size: int = 45000) -> float | None:
     """Seconds for a training run of `cfg` here (steps x measured step time x 1.15 for evaluation);
     a max-lr search is (bisection steps + 2) trials per seed of that many steps."""
     if cfg.task == "max_lr":
-        from bnlab.experiments.max_lr_task import trial_config
+        from bnlab.tasks.max_lr_task import MaxLrOptions, trial_config
 
-        opts = cfg.task_options
-        trial = estimate_run_seconds(trial_config(cfg, 0.1, 0, int(opts.get("steps", 100))), train_size)
+        opts = MaxLrOptions.parse(cfg.task_options, cfg.task)
+        trial = estimate_run_seconds(trial_config(cfg, 0.1, 0, opts.steps), train_size)
         if trial is None:
             return None
-        return trial * (int(opts.get("iters", 8)) + 2) * len(opts.get("seeds", [0]))
+        return trial * (opts.iters + 2) * len(opts.seeds)
     if cfg.task != "train":
         return None
     import json

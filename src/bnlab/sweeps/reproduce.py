@@ -6,9 +6,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from bnlab.experiments.runner import run_specs
 from bnlab.analyses.spec import find_specs
 from bnlab.store.files import atomic_write_json, read_json
+from bnlab.sweeps.runner import run_specs
 
 
 def reproduce(

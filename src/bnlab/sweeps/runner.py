@@ -8,16 +8,23 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bnlab.config import Config, run_id
 from bnlab.analyses.spec import Spec
+from bnlab.config import Config, run_id
+from bnlab.errors import UserError
 from bnlab.sweeps.plan import estimate_run_seconds, fmt_seconds
-from bnlab.sweeps.tasks import is_done
+from bnlab.tasks import check, is_done
 
 
 def expand(specs: list[Spec], profile: str, overrides: list[str] | None = None) -> list[tuple[Spec, Config]]:
+    """(spec, config) for every run of `specs` under `profile`; each config checked to run (registry
+    names, typed task options: a misspelt `--set task_options.x=` is a UserError before anything runs)."""
     out = []
     for s in specs:
         for cfg in s.configs(profile, overrides):
+            try:
+                check(cfg)
+            except UserError as e:
+                raise UserError(f"experiment {s.id} ({s.name}), profile {profile}: {e}") from None
             out.append((s, cfg))
     return out
 

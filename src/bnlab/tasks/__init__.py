@@ -1,7 +1,9 @@
-"""TASKS: what an executor runs for one run directory, chosen by `cfg.task`.
+"""Run kinds: TASKS (what an executor runs for one run directory, chosen by `cfg.task`) and their typed options.
 
-Every executor (local, ray, slurm) calls `execute(cfg, run_dir)`, which dispatches here, so there are
-no orchestration special cases: a task is `run(cfg, run_dir)` plus `done(run_dir)` (is the result there).
+Every executor (local, ray, slurm) calls `execute(cfg, run_dir)`, which dispatches here, so there are no
+orchestration special cases: a task is `run(cfg, run_dir)`, `done(run_dir)` (is the result there) and
+the options model its `task_options` must fit. `check(cfg)` / `resolve(config, overrides)` refuse a config
+whose registry names or task options are wrong before anything runs.
 """
 
 from __future__ import annotations
@@ -15,12 +17,22 @@ from typing import Any
 from bnlab.config import Config
 from bnlab.registry import Registry
 from bnlab.store import RunDir
+from bnlab.tasks.diverging_task import DivergingOptions
+from bnlab.tasks.max_lr_task import MaxLrOptions
+from bnlab.tasks.options import TaskOptions
+from bnlab.tasks.resolve import check, resolve
+from bnlab.tasks.rmt_task import RmtOptions
+
+__all__ = ["TASKS", "Task", "TaskOptions", "check", "execute", "is_done", "resolve"]
 
 
 @dataclass(frozen=True)
 class Task:
     run: Callable[..., Any]
     done: Callable[[Path], bool]
+    # parses cfg.task_options (raises UserError); None: the task reads no options and ignores any given
+    # (train runs of specs that cross `task: [train, max_lr]` carry the max_lr options in their run ids)
+    options: Callable[[dict[str, Any], str], TaskOptions] | None = None
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -36,29 +48,20 @@ def _train(cfg: Config, run_dir: Path, progress: bool = True) -> Any:
     return run(cfg, run_dir, progress=progress)
 
 
-TASKS.register("train", doc="train one configuration")(Task(_train, _terminal))
-
-
 def _rmt(cfg: Config, run_dir: Path, progress: bool = True) -> Any:
-    from bnlab.rmt.task import run_task
+    from bnlab.tasks.rmt_task import run_task
 
     return run_task(cfg, run_dir)
 
 
-TASKS.register("rmt", doc="random-matrix computations (no training)")(Task(_rmt, _terminal))
-
-
 def _max_lr(cfg: Config, run_dir: Path, progress: bool = True) -> Any:
-    from bnlab.experiments.max_lr_task import run_task
+    from bnlab.tasks.max_lr_task import run_task
 
     return run_task(cfg, run_dir, progress=progress)
 
 
-TASKS.register("max_lr", doc="largest stable lr by bisection over short trainings")(Task(_max_lr, _terminal))
-
-
 def _diverging(cfg: Config, run_dir: Path, progress: bool = True) -> Any:
-    from bnlab.experiments.diverging_task import run_task
+    from bnlab.tasks.diverging_task import run_task
 
     return run_task(cfg, run_dir, progress=progress)
 
@@ -67,8 +70,13 @@ def _diverging_done(run_dir: Path) -> bool:
     return _terminal(run_dir) and (run_dir / "probes" / "diverging_step.jsonl").exists()
 
 
+TASKS.register("train", doc="train one configuration")(Task(_train, _terminal))
+TASKS.register("rmt", doc="random-matrix computations (no training)")(Task(_rmt, _terminal, RmtOptions.parse))
+TASKS.register("max_lr", doc="largest stable lr by bisection over short trainings")(
+    Task(_max_lr, _terminal, MaxLrOptions.parse)
+)
 TASKS.register("diverging_step", doc="train until divergence, then scan the diverging update")(
-    Task(_diverging, _diverging_done)
+    Task(_diverging, _diverging_done, DivergingOptions.parse)
 )
 
 

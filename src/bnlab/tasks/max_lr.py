@@ -1,7 +1,7 @@
 """The largest stable learning rate of a configuration (E11: max stable lr vs depth; E12: per norm, per batch size).
 
 `max_stable_lr` is generic: it searches lr by bisection in log space within [lo, hi], calling
-`is_stable(lr, seed)` — in bnlab a short training run of K steps at constant lr (experiments/max_lr_task.py)
+`is_stable(lr, seed)` — in bnlab a short training run of K steps at constant lr (bnlab/tasks/max_lr_task.py)
 — and an lr counts as stable only if it is stable for every seed (later seeds are skipped once one fails).
 Stability is assumed monotone in lr (stable below a threshold, unstable above); the answer is a bracket
 [max_stable_lr, min_unstable_lr] with the threshold inside. `censored` says the top of the range was

@@ -4,8 +4,8 @@ Each trial (lr, seed) is an ordinary training run of K steps at constant lr, in
 `run_dir/trials/<trial id>/`: resumable, and never repeated — the bisection is deterministic given the
 trial outcomes, so an interrupted search replays its finished trials from disk.
 
-task_options: steps (K, default 100), seeds (default [0]), lo (1e-6), hi (100), iters (bisection
-steps in log space, default 8), start (first lr probed, default 0.1).
+task_options: MaxLrOptions below. Each trial's summary holds its first loss and the mean of its last 10
+(the trainer's LossWindow observer); `trial_stability` turns them into stable / unstable.
 """
 
 from __future__ import annotations
@@ -13,10 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bnlab.config import Config, run_id, validate
+from pydantic import Field
+
+from bnlab.config import Config, run_id, to_yaml, validate
 from bnlab.probes.result import ProbeResult
 from bnlab.store import RunDir, write_probe
-from bnlab.store.files import read_json
+from bnlab.store.files import atomic_write_json, atomic_write_text, read_json
+from bnlab.tasks.max_lr import max_stable_lr, trial_stability
+from bnlab.tasks.options import TaskOptions
+
+
+class MaxLrOptions(TaskOptions):
+    steps: int = Field(100, ge=1)  # K: optimizer steps per trial, at constant lr
+    seeds: list[int] = Field(default_factory=lambda: [0])  # an lr is stable only if stable for every seed
+    lo: float = Field(1e-6, gt=0)  # the lr range searched
+    hi: float = Field(100.0, gt=0)
+    iters: int = Field(8, ge=0)  # bisection steps in log space
+    start: float = Field(0.1, gt=0)  # the first lr tried
 
 
 def trial_config(cfg: Config, lr: float, seed: int, steps: int) -> Config:
@@ -30,19 +43,14 @@ def trial_config(cfg: Config, lr: float, seed: int, steps: int) -> Config:
 
 
 def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
-    from bnlab.experiments.max_lr import max_stable_lr, trial_stability
     from bnlab.training import run as train_run
 
+    opts = MaxLrOptions.parse(cfg.task_options, cfg.task)
     rd = RunDir(run_dir)
     rd.path.mkdir(parents=True, exist_ok=True)
-    from bnlab.config import to_yaml
-    from bnlab.store.files import atomic_write_text
-
     atomic_write_text(rd.config, to_yaml(cfg))
     rd.set_status("running", 0)
-    opts = cfg.task_options
-    steps = int(opts.get("steps", 100))
-    seeds = tuple(int(s) for s in opts.get("seeds", [0]))
+    steps, seeds = opts.steps, tuple(opts.seeds)
     trials: list[dict[str, Any]] = []
 
     def is_stable(lr: float, seed: int) -> bool:
@@ -68,11 +76,11 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
 
     res = max_stable_lr(
         is_stable,
-        lo=float(opts.get("lo", 1e-6)),
-        hi=float(opts.get("hi", 100.0)),
+        lo=opts.lo,
+        hi=opts.hi,
         seeds=seeds,
-        iters=int(opts.get("iters", 8)),
-        start=float(opts.get("start", 0.1)),
+        iters=opts.iters,
+        start=opts.start,
     )
     rows: list[dict[str, Any]] = [
         {"probe": "max_stable_lr", "layer": "model", "metric": "max_stable_lr", "value": res.max_stable_lr},
@@ -107,8 +115,6 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
         ),
         step=0,
     )
-    from bnlab.store.files import atomic_write_json
-
     atomic_write_json(
         rd.summary,
         {

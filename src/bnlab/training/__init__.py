@@ -1,4 +1,4 @@
-"""Training: `run(cfg, run_dir)` (one resumable run) and the public `train(config, runs_root)`."""
+"""Training: `run(cfg, run_dir)` (one resumable run, with observers) and the public `train(config, runs_root)`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any
 
 from bnlab.config import Config, resolve, run_id
 from bnlab.training.loop import run
+from bnlab.training.names import check_names
+from bnlab.training.observers import Observer
 
-__all__ = ["run", "train"]
+__all__ = ["Observer", "check_names", "run", "train"]
 
 
 def train(
@@ -20,7 +22,7 @@ def train(
 ) -> Path:
     """Resolve a config (YAML path, dict or Config, plus `a.b=value` overrides), train it in
     `runs_root/<run_id>/` (resuming if it was interrupted; a finished run is not re-run), return that path."""
-    cfg = resolve(config, overrides)
+    cfg = check_names(resolve(config, overrides))
     run_dir = Path(runs_root) / run_id(cfg)
     run(cfg, run_dir, progress=progress)
     return run_dir

@@ -60,3 +60,19 @@ def recalibrate_bn(model: nn.Module, dd, batch_size: int, seed: int, batches: in
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.train(was_training)
+
+
+def evaluate_splits(model: nn.Module, dd, tcfg, batch_size: int, final: bool) -> dict[str, dict[str, float]]:
+    """{split: {"loss", "acc"}} for train_eval (a fixed subset), val and test (a fixed subset except at the
+    end of training), after an optional BN recalibration; {} when `tcfg.evaluate` is off."""
+    if tcfg.recalibrate_bn:
+        recalibrate_bn(model, dd, batch_size, seed=tcfg.seed)
+    out: dict[str, dict[str, float]] = {}
+    for split in ("train_eval", "val", "test") if tcfg.evaluate else ():
+        n = tcfg.eval_train_subset if split == "train_eval" else None
+        if split == "test" and not final:
+            n = tcfg.eval_test_subset
+        res = evaluate(model, dd.eval_batches(split, 500, n=n, seed=tcfg.seed))
+        if res is not None:
+            out[split] = {"loss": res[0], "acc": res[1]}
+    return out

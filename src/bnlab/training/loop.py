@@ -4,9 +4,10 @@ A step is a pure function of (weights, optimizer state, step number): the miniba
 augmentation are drawn from generators seeded by (seed, step), so a run resumed from any checkpoint
 replays exactly the steps an uninterrupted run would have taken (bit-identical on CPU).
 
-Order inside a step: lr for this step -> minibatch -> forward -> divergence check -> backward ->
-scheduled probes (they see `.grad`, before the update) -> clip -> remember θ (for the diverging-step
-experiment) -> optimizer step -> evaluation / checkpoint when due.
+Order inside a step: lr -> minibatch -> forward -> divergence check -> backward -> observers (they see
+`.grad`, before the update) -> clip -> observers (before the update) -> optimizer step -> evaluation /
+checkpoint when due. What a run asks for beyond training (probes, layer stats, TensorBoard, the
+diverging-step snapshot, the loss window) are observers (bnlab.training.observers).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from torch import nn
 from bnlab.config import Config, to_yaml
 from bnlab.errors import UserError
 from bnlab.store.checkpoint import load_latest, save_checkpoint
-from bnlab.store.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from bnlab.store.rundir import RunDir, environment, write_probe
+from bnlab.store.files import atomic_write_json, atomic_write_text
+from bnlab.store.rundir import RunDir, environment
 from bnlab.training.divergence import DivergenceCheck
-from bnlab.training.evaluate import evaluate, recalibrate_bn
+from bnlab.training.evaluate import evaluate_splits
+from bnlab.training.meter import TrainMeter
+from bnlab.training.observers import Observer, RunContext, observers_for
 from bnlab.training.optim import make_optimizer
 from bnlab.training.progress import Progress
 from bnlab.training.schedules import lr_at
@@ -67,9 +71,12 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
     return int(round(float(cfg.train.epochs or 0) * steps_per_epoch))
 
 
-def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str, Any]:
+def run(
+    cfg: Config, run_dir: str | Path, *, progress: bool = True, observers: Sequence[Observer] = ()
+) -> dict[str, Any]:
     """Train (or resume) one run in `run_dir`; returns the final status dict.
 
+    `observers`: added to those the config asks for (`observers_for(cfg)`), e.g. a task's own.
     A diverged run is a result (state "diverged"), not an error. Bad input raises UserError before
     anything is written."""
     rd = RunDir(run_dir)
@@ -86,9 +93,8 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
 
     rd.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rd.config, to_yaml(cfg))
-    atomic_write_json(
-        rd.path / "env.json", environment(str(device), torch.get_num_threads(), tcfg.deterministic)
-    )
+    env = environment(str(device), torch.get_num_threads(), tcfg.deterministic)
+    atomic_write_json(rd.path / "env.json", env)
 
     spe = dd.steps_per_epoch(ocfg.batch_size)
     total = total_steps(cfg, spe)
@@ -97,55 +103,82 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
     optimizer = make_optimizer(model, ocfg)
     div = DivergenceCheck(tcfg.divergence.mode, tcfg.divergence.threshold)
     loss_fn = nn.CrossEntropyLoss()
-
     if cfg.model.init.balanced_output_bias:
-        from bnlab.nn.init import balance_output_bias
-
-        cal_x, _ = dd.probe_batches(1, min(512, dd.n_train), seed=tcfg.seed + 7919)[0]  # calibration batch
-        balance = balance_output_bias(model, cal_x)
-        atomic_write_json(rd.path / "balance.json", balance)
-        if balance["gap"] >= 1e-3:
-            rd.add_warning(
-                f"balanced_output_bias reached a gap of {balance['gap']:.2e} (>= 1e-3) on the calibration "
-                "batch: the logits are too large for a float32 bias to balance"
-            )
+        _balance_output_bias(model, dd, rd, tcfg.seed)
+    obs = [*observers_for(cfg), *observers]
+    meter = TrainMeter(device)
 
     # --- resume ---------------------------------------------------------------------------------
     step, wall_before = 0, 0.0
-    acc: dict[str, Any] = {
-        "loss": 0.0,
-        "correct": 0,
-        "count": 0,
-    }  # running train metrics since the last evaluation
-    recent: list[float] = []  # the last 10 minibatch losses (stability rule of max_stable_lr)
     state, warnings = load_latest(rd.ckpt, map_location=device)
-    if warnings:
-        for w in warnings:
-            rd.add_warning(w)
+    for w in warnings:
+        rd.add_warning(w)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, wall_before = int(state["step"]), float(state["wall_s"])
         div.reference = state["ref_loss"]
-        acc = dict(state["acc"])
-        recent = list(state["recent"])
+        meter.load_state_dict(state["acc"])
+        for o in obs:
+            if o.state_key is not None and o.state_key in state:
+                o.load_state_dict(state[o.state_key])
         rd.truncate_metrics(step)
     else:
         rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
         for p in rd.probes.glob("*"):  # and its probe files too (they are rewritten identically)
             p.unlink()
     rd.set_status("running", step, warnings=list(getattr(splits, "notes", [])))
+    ctx = RunContext(cfg, model, optimizer, dd, rd.path, total, step, div)
+    for o in obs:
+        o.start(ctx)
 
-    schedules = [(p, p.steps(total)) for p in cfg.probes]
+    # With sync_every > 1 (meant for CUDA) the losses stay on the device and are read every `sync_every` steps
+    # (and before any evaluation, checkpoint or observer action), so the GPU never waits for the host; the
+    # first diverging step is still found exactly from the buffered losses (tested on CPU). An observer
+    # that must see each loss before its update (the diverging-step snapshot) makes the run read every step.
+    sync_every = 1 if any(o.needs_sync for o in obs) else tcfg.sync_every
+    fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
     t0 = time.perf_counter()
     last_ckpt_time = time.monotonic()
     bar = Progress(total, enabled=progress, start=step, description=rd.path.name)
     images_this_session = 0
-    tb = _tensorboard(rd.path, step) if tcfg.tensorboard else None
-    prev_state: dict[str, Any] | None = None  # θ and optimizer state before the last update (sync_every 1)
+    last_loss: float | None = None
 
     def wall() -> float:
         return wall_before + time.perf_counter() - t0
+
+    def read_losses() -> tuple[int, float, str] | None:
+        """Check the buffered losses in step order: the first diverging one -> (step, loss, reason)."""
+        nonlocal last_loss
+        for s, v in meter.read():
+            verdict = div.check(v)
+            if verdict is not None:
+                return s, v, verdict
+            last_loss = v
+            for o in obs:
+                o.on_loss(s, v)
+        meter.fold()
+        return None
+
+    def diverged(at: int, value: float, verdict: str) -> dict[str, Any]:
+        finite = value if math.isfinite(value) else None
+        row = {"step": at, "epoch": round(at / spe, 6), "split": "train", "loss": finite, "acc": None}
+        rd.append_metric({**row, "lr": lr_at(at, total, ocfg), "wall_s": round(wall(), 3)})
+        for o in obs:
+            o.on_diverged(at, value, verdict)
+        rd.set_status("diverged", at, reason=verdict, loss=finite)
+        bar.close(f"diverged at step {at}: {verdict}")
+        return rd.status()
+
+    def evaluate_now(at: int) -> None:
+        rows = {"train": meter.take()} if meter.count else {}
+        rows.update(evaluate_splits(model, dd, tcfg, ocfg.batch_size, final=at == total))
+        for split, r in rows.items():
+            line = {"step": at, "epoch": round(at / spe, 6), "split": split, **r}
+            rd.append_metric({**line, "lr": lr_at(max(at - 1, 0), total, ocfg), "wall_s": round(wall(), 3)})
+        for o in obs:
+            o.on_eval(at, rows)
+        bar.note(_eval_note(at / spe, rows))
 
     def checkpoint(at: int) -> None:
         state = {
@@ -153,99 +186,12 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             "optimizer": optimizer.state_dict(),
             "step": at,
             "ref_loss": div.reference,
-            "acc": dict(acc),
-            "recent": list(recent),
+            "acc": meter.state_dict(),
             "wall_s": wall(),
         }
+        state.update({o.state_key: o.state_dict() for o in obs if o.state_key is not None})
         save_checkpoint(rd.ckpt, state, at, keep=tcfg.keep_checkpoints)
-
-    def do_eval(at: int, final: bool = False) -> dict[str, Any]:
-        epoch = at / spe
-        lr_now = lr_at(max(at - 1, 0), total, ocfg)
-        rows = []
-        if acc["count"]:
-            rows.append(
-                {"split": "train", "loss": acc["loss"] / acc["count"], "acc": acc["correct"] / acc["count"]}
-            )
-        if tcfg.recalibrate_bn:
-            recalibrate_bn(model, dd, ocfg.batch_size, seed=tcfg.seed)
-        for split in ("train_eval", "val", "test") if tcfg.evaluate else ():
-            n = tcfg.eval_train_subset if split == "train_eval" else None
-            if split == "test" and not final:
-                n = tcfg.eval_test_subset
-            res = evaluate(model, dd.eval_batches(split, 500, n=n, seed=tcfg.seed))
-            if res is not None:
-                rows.append({"split": split, "loss": res[0], "acc": res[1]})
-        out = {}
-        for r in rows:
-            line = {"step": at, "epoch": round(epoch, 6), **r, "lr": lr_now, "wall_s": round(wall(), 3)}
-            rd.append_metric(line)
-            out[r["split"]] = r
-            if tb is not None:
-                tb.add_scalar(f"{r['split']}/loss", r["loss"], at)
-                tb.add_scalar(f"{r['split']}/acc", r["acc"], at)
-        acc.update(loss=0.0, correct=0, count=0)
-        return out
-
-    def run_probes(at: int) -> None:
-        for sched, steps in schedules:
-            if at in steps:
-                result = _run_probe(model, dd, sched, cfg, optimizer, at, lr_at(at, total, ocfg), rd.path)
-                write_probe(rd.path, sched.name, result, step=at)
-
-    last_eval: dict[str, Any] = {}
-    # With sync_every > 1 (meant for CUDA) the losses stay on the device and are read every `sync_every` steps
-    # (and before any evaluation, checkpoint or probe), so the GPU never waits for the host; the first
-    # diverging step is still found exactly from the buffered losses (tested on CPU).
-    sync_every = tcfg.sync_every
-    fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
-    dev_loss = torch.zeros((), dtype=torch.float64, device=device)  # sums since the last read
-    dev_correct = torch.zeros((), dtype=torch.int64, device=device)
-    buffered: list[tuple[int, torch.Tensor]] = []  # (step, loss on device) not yet read
-
-    def drain() -> tuple[int, float, str] | None:
-        """Read the buffered losses; fold them into the accumulators; first divergence -> (step, loss, reason)."""
-        nonlocal recent
-        if not buffered:
-            return None
-        vals = torch.stack([v for _, v in buffered]).double().cpu().tolist()
-        for (s_i, _), v in zip(buffered, vals):
-            verdict = div.check(v)
-            if verdict is not None:
-                buffered.clear()
-                return s_i, v, verdict
-            recent = (recent + [v])[-10:]
-        fold()
-        buffered.clear()
-        return None
-
-    def fold() -> None:
-        """Move the device-side loss/accuracy sums into the running train metrics (one host read)."""
-        acc["loss"] += float(dev_loss)
-        acc["correct"] += int(dev_correct)
-        dev_loss.zero_()
-        dev_correct.zero_()
-
-    def diverged(
-        at: int, value: float, verdict: str, lr_then: float, snapshot: dict | None
-    ) -> dict[str, Any]:
-        finite = value if math.isfinite(value) else None
-        rd.append_metric(
-            {
-                "step": at,
-                "epoch": round(at / spe, 6),
-                "split": "train",
-                "loss": finite,
-                "acc": None,
-                "lr": lr_then,
-                "wall_s": round(wall(), 3),
-            }
-        )
-        if snapshot is not None and snapshot["step"] == at - 1:
-            _save_diverging(rd, snapshot, at, value, div)
-        rd.set_status("diverged", at, reason=verdict, loss=finite)
-        bar.close(f"diverged at step {at}: {verdict}")
-        return rd.status()
+        rd.set_status("running", at, loss=last_loss)
 
     try:
         while step < total:
@@ -261,57 +207,46 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
             ):
                 out = fwd(x)
                 loss = loss_fn(out.float(), y)
-            loss_det = loss.detach()
-            buffered.append((step, loss_det))
+            meter.buffer(step, loss.detach())
             if sync_every == 1:  # read now: a diverging loss stops the run before its update
-                fired = drain()
+                fired = read_losses()
                 if fired is not None:
-                    return diverged(*fired, lr, prev_state)
+                    return diverged(*fired)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if schedules:
-                run_probes(step)
-            if tcfg.layer_stats_every and step % tcfg.layer_stats_every == 0:
-                write_probe(rd.path, "layer_stats", _layer_stats(model, optimizer, step, lr), step=step)
+            for o in obs:
+                o.after_backward(step, lr)
             if ocfg.grad_clip is not None:
                 nn.utils.clip_grad_norm_(model.parameters(), ocfg.grad_clip)
-            if sync_every == 1:
-                prev_state = _snapshot(model, optimizer, step)
+            for o in obs:
+                o.before_update(step)
             optimizer.step()
-
-            dev_loss.add_(loss_det.double() * y.numel())
-            dev_correct.add_((out.detach().argmax(1) == y).sum())
-            acc["count"] += y.numel()
+            meter.add(loss.detach(), out.detach(), y)
             if sync_every == 1:
-                fold()
+                meter.fold()
             images_this_session += y.numel()
             step += 1
+
             due_eval = step % eval_every == 0 or step == total
             due_ckpt = step < total and (
                 step % ckpt_every == 0 or time.monotonic() - last_ckpt_time > 60 * tcfg.checkpoint_minutes
             )
-            due_probe = schedules and any(step in st for _, st in schedules)
-            if sync_every > 1 and (len(buffered) >= sync_every or due_eval or due_ckpt or due_probe):
-                fired = drain()
+            if meter.buffered and (
+                len(meter.buffered) >= sync_every or due_eval or due_ckpt or any(o.due(step) for o in obs)
+            ):
+                fired = read_losses()
                 if fired is not None:
-                    return diverged(fired[0], fired[1], fired[2], lr_at(fired[0], total, ocfg), None)
-            if not buffered:
-                bar.update(
-                    step,
-                    loss=recent[-1] if recent else float("nan"),
-                    lr=lr,
-                    img_s=images_this_session / max(time.perf_counter() - t0, 1e-9),
-                )
+                    return diverged(*fired)
+            if not meter.buffered:
+                img_s = images_this_session / max(time.perf_counter() - t0, 1e-9)
+                bar.update(step, loss=last_loss if last_loss is not None else math.nan, lr=lr, img_s=img_s)
             if due_eval:
-                last_eval = do_eval(step, final=step == total)
-                bar.note(_eval_note(step / spe, last_eval))
+                evaluate_now(step)
             if due_ckpt:
                 checkpoint(step)
                 last_ckpt_time = time.monotonic()
-                rd.set_status("running", step, loss=recent[-1] if recent else None)
-        if any(total in steps for _, steps in schedules):
-            optimizer.zero_grad(set_to_none=True)
-            run_probes(total)
+        for o in obs:
+            o.after_training(total, lr_at(total, total, ocfg))
     except KeyboardInterrupt:
         bar.close("interrupted")
         rd.set_status("running", step, reason="interrupted (resume by running the same command again)")
@@ -320,34 +255,33 @@ def run(cfg: Config, run_dir: str | Path, *, progress: bool = True) -> dict[str,
         bar.close("failed")
         rd.set_status("failed", step, reason=f"write failed: {e.strerror or e}")
         raise
+    finally:
+        for o in obs:
+            o.close()
 
     elapsed = time.perf_counter() - t0
-    metrics = rd.read_metrics()
-    summary = _summary(metrics, total, wall(), images_this_session / elapsed if elapsed > 0 else None)
+    img_per_s = images_this_session / elapsed if elapsed > 0 else None
+    summary = _summary(rd.read_metrics(), total, wall(), img_per_s)
     summary["first_loss"] = div.reference
-    summary["last10_loss"] = sum(recent) / len(recent) if recent else None
+    for o in obs:
+        summary.update(o.summary())
     atomic_write_json(rd.summary, summary)
     rd.set_status("complete", total, loss=summary.get("train_loss"))
-    if tb is not None:
-        tb.close()
     bar.close("complete")
     return rd.status()
 
 
-def _tensorboard(run_dir: Path, step: int):
-    """A SummaryWriter on run_dir/tb when tensorboard is installed (events after `step` are purged on resume)."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # the `tb` extra is not installed
-        return None
-    return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=step if step > 0 else None)
+def _balance_output_bias(model: nn.Module, dd, rd: RunDir, seed: int) -> None:
+    from bnlab.nn.init import balance_output_bias
 
-
-def _layer_stats(model: nn.Module, optimizer: torch.optim.Optimizer, step: int, lr: float):
-    from bnlab.probes.context import ProbeContext
-    from bnlab.probes.layer_stats import layer_stats
-
-    return layer_stats(model, ctx=ProbeContext(step=step, optimizer=optimizer, lr=lr))
+    cal_x, _ = dd.probe_batches(1, min(512, dd.n_train), seed=seed + 7919)[0]  # calibration batch
+    balance = balance_output_bias(model, cal_x)
+    atomic_write_json(rd.path / "balance.json", balance)
+    if balance["gap"] >= 1e-3:
+        rd.add_warning(
+            f"balanced_output_bias reached a gap of {balance['gap']:.2e} (>= 1e-3) on the calibration "
+            "batch: the logits are too large for a float32 bias to balance"
+        )
 
 
 def _eval_note(epoch: float, ev: dict[str, Any]) -> str:
@@ -371,51 +305,3 @@ def _summary(metrics: list[dict], steps: int, wall_s: float, img_per_s: float | 
         steps=steps, wall_s=round(wall_s, 3), img_per_s=None if img_per_s is None else round(img_per_s, 2)
     )
     return out
-
-
-def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
-    """θ and optimizer state before this step's update (kept one step, for the diverging-step probe)."""
-    return {
-        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "optimizer": _clone_opt_state(optimizer.state_dict()),
-        "step": step,
-    }
-
-
-def _clone_opt_state(sd: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "state": {
-            k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
-            for k, v in sd["state"].items()
-        },
-        "param_groups": [dict(g) for g in sd["param_groups"]],
-    }
-
-
-def _save_diverging(
-    rd: RunDir, prev: dict[str, Any], fired_step: int, loss: float, div: DivergenceCheck
-) -> None:
-    import io
-
-    buf = io.BytesIO()
-    torch.save(
-        {
-            **prev,
-            "fired_step": fired_step,
-            "loss": loss if math.isfinite(loss) else float("inf"),
-            "threshold": div.limit(),
-        },
-        buf,
-    )
-    atomic_write_bytes(rd.ckpt / "diverging.pt", buf.getvalue())
-
-
-def _run_probe(model, dd, sched, cfg: Config, optimizer, step: int, lr: float, run_dir: Path):
-    from bnlab.probes.context import ProbeContext
-    from bnlab.probes.runner import apply_probe, probe_batch_seed
-
-    batches = dd.probe_batches(
-        sched.batches, sched.batch_size or cfg.optim.batch_size, seed=probe_batch_seed(cfg)
-    )
-    ctx = ProbeContext(step=step, optimizer=optimizer, lr=lr, run_dir=run_dir, config=cfg)
-    return apply_probe(sched.name, model, batches, ctx, sched.options)

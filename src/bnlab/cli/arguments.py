@@ -1,4 +1,4 @@
-"""Arguments shared by several subcommands."""
+"""argparse arguments shared by several subcommands: --config, --set, --runs."""
 
 from __future__ import annotations
 
