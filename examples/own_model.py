@@ -2,8 +2,9 @@
 
 The model below is defined here, with a normalization layer of its own (`MyNorm`, not a torch norm
 subclass). Probes find Conv2d/Linear layers by type, read block outputs from `block_outputs()` (or
-`modules=`), and need nothing else from the model. Per-example gradients use `coupled` mode: for a norm
-that mixes examples in ways bnlab cannot see, `frozen`/`eval` refuse and name the module.
+`modules=`), and need nothing else from the model. Every probe is a function importable from
+`bnlab.probes` under its name. Per-example gradients use `batch` statistics (gradients through them): for
+a norm that mixes examples in ways bnlab cannot see, `frozen`/`running` refuse and name the module.
 
     python examples/own_model.py [OUT_DIR] [--batch 16]
 
@@ -21,7 +22,15 @@ import torch
 from torch import nn
 
 from bnlab.figures import init_probes as figs
-from bnlab.probes import PROBES, per_example_gradients
+from bnlab.probes import (
+    activation_moments,
+    gradient_histogram,
+    gradient_spectrum,
+    gradient_variance,
+    kernel_alignment,
+    output_bias,
+    per_example_gradients,
+)
 
 
 class MyNorm(nn.Module):
@@ -90,14 +99,14 @@ def main(argv: list[str] | None = None) -> Path:
     for label, norm in (("MyNorm", True), ("no norm", False)):
         model = SmallNet(norm)
         res = {
-            name: PROBES.get(name)(model, x, y)
-            for name in ("activation_moments", "output_bias", "kernel_alignment", "gradient_spectrum")
+            probe.__name__: probe(model, x, y)
+            for probe in (activation_moments, output_bias, kernel_alignment, gradient_spectrum)
         }
-        res["gradient_histogram"] = PROBES.get("gradient_histogram")(model, x, y, per_example="coupled")
-        res["gradient_variance"] = PROBES.get("gradient_variance")(model, x, y, per_example="coupled")
-        grads = per_example_gradients(model, x, y, "coupled")
+        res["gradient_histogram"] = gradient_histogram(model, x, y, per_example="batch")
+        res["gradient_variance"] = gradient_variance(model, x, y, per_example="batch")
+        grads = per_example_gradients(model, x, y, "batch")
         print(
-            f"{label}: coupled per-example gradients of {len(grads)} parameters, "
+            f"{label}: per-example gradients (batch statistics) of {len(grads)} parameters, "
             f"fc.weight {tuple(grads['fc.weight'].shape)}",
             file=sys.stderr,
         )

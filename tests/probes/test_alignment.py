@@ -7,7 +7,7 @@ from torch import nn
 
 from bnlab.errors import UserError
 from bnlab.probes import PROBES
-from bnlab.probes.alignment import kernel_alignment
+from bnlab.probes.kernel_alignment import kernel_alignment
 
 
 def literal(conv: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> dict[str, dict[str, float]]:

@@ -25,7 +25,7 @@ def test_init_probes_on_resnet_cifar(norm):
     for name in INIT_PROBES:
         opts = {"per_example": "frozen"} if name == "gradient_variance" else {}
         res = PROBES.get(name)(model, x, y, **opts)
-        assert res.attrs["norm_mode"] == ("batch_stats" if norm == "batch" else "none")
+        assert res.attrs["norm_stats"] == ("batch" if norm == "batch" else "none")
         if name != "output_bias":
             assert res.table.paper_layer.notna().all(), name
     blocks = PROBES.get("activation_moments")(model, x, y).table

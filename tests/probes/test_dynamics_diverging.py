@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnlab.errors import UserError
-from bnlab.probes.diverging import activation_layer, diverging_step
+from bnlab.probes.diverging_step import activation_layer, diverging_step
 from bnlab.probes.update import state_differences, state_snapshot
 
 
@@ -121,7 +121,7 @@ def test_bnlab_resnet_uses_block_for_paper_layer() -> None:
     res = diverging_step(model, (x, y), (x.flip(0), y), torch.optim.SGD(model.parameters(), lr=0.1), grid=21)
     for n in names:
         assert res.arrays[f"mean/{n}"].shape[0] == 21 and np.isfinite(res.arrays[f"var/{n}"]).all()
-    assert res.attrs["norm_mode"] == "none"
+    assert res.attrs["norm_stats"] == "none"
 
 
 def test_float64_scan_measures_what_float32_overflows():

@@ -12,7 +12,7 @@ from torch import nn
 
 from bnlab.errors import UserError
 from bnlab.probes.context import ProbeContext
-from bnlab.probes.geometry import filter_normalized_directions, gradient_geometry
+from bnlab.probes.gradient_geometry import filter_normalized_directions, gradient_geometry
 from bnlab.probes.update import state_differences, state_snapshot
 
 
@@ -138,7 +138,7 @@ def test_state_untouched() -> None:
     res = gradient_geometry(model, bs, ctx=ProbeContext(optimizer=opt, lr=0.2))
     assert state_differences(before, state_snapshot(model, opt)) == []
     assert torch.equal(rng, torch.get_rng_state())
-    assert res.attrs["norm_mode"] == "batch_stats"
+    assert res.attrs["norm_stats"] == "batch"
     assert len(res.table.query("metric == 'slice_loss'")) == 3 * 25
     with pytest.raises(UserError):
         gradient_geometry(model, bs[:1], ctx=ProbeContext())

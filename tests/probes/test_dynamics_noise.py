@@ -10,7 +10,7 @@ from torch import nn
 
 from bnlab.errors import UserError
 from bnlab.probes.context import ProbeContext
-from bnlab.probes.noise import sgd_noise
+from bnlab.probes.sgd_noise import sgd_noise
 from bnlab.probes.update import state_differences, state_snapshot
 
 
@@ -47,7 +47,7 @@ def ses(res) -> dict[str, float]:
     return dict(zip(res.table.metric, res.table.se))
 
 
-@pytest.mark.parametrize("mode", ["coupled", "frozen", "eval"])
+@pytest.mark.parametrize("mode", ["batch", "frozen", "running"])
 def test_matches_literal_loops_on_a_norm_free_net(mode: str) -> None:
     model = mlp()
     x, y = pool(24)
@@ -82,8 +82,8 @@ def test_matches_literal_loops_on_a_norm_free_net(mode: str) -> None:
     assert v["grad_sq_micro"] == pytest.approx(g2, rel=1e-9)
     assert v["trace_sigma_micro"] == pytest.approx(tr, rel=1e-9)
     assert v["B_simple"] == pytest.approx(tr / g2, rel=1e-9)
-    assert res.attrs["per_example_mode"] == mode and res.attrs["norm_mode"] == "none"
-    assert "frozen/eval" in res.attrs["bound_label"]
+    assert res.attrs["per_example_mode"] == mode and res.attrs["norm_stats"] == "none"
+    assert "frozen/running" in res.attrs["bound_label"]
 
 
 def test_measured_noise_meets_the_without_replacement_formula() -> None:
@@ -118,9 +118,9 @@ def test_state_untouched_with_bn() -> None:
     F.cross_entropy(model(x), y).backward()
     before = state_snapshot(model, opt)
     batches = [(x[:8], y[:8]), (x[8:], y[8:])]
-    for mode in ("coupled", "frozen"):
+    for mode in ("batch", "frozen"):
         res = sgd_noise(model, batches, ctx=ProbeContext(optimizer=opt, lr=0.1), per_example=mode)
-        assert res.attrs["norm_mode"] == "batch_stats"
+        assert res.attrs["norm_stats"] == "batch"
         assert np.isfinite(values(res)["C"]) and values(res)["grad_var"] > 0
     assert state_differences(before, state_snapshot(model, opt)) == []
 

@@ -13,7 +13,7 @@ from torch import nn
 from bnlab.errors import UserError
 from bnlab.probes import PROBE_KIND, PROBES
 from bnlab.probes.context import ProbeContext
-from bnlab.probes.step_size import step_size_scan
+from bnlab.probes.step_size_scan import step_size_scan
 from bnlab.probes.update import (
     batch_gradient,
     optimizer_step_on_copy,
@@ -94,7 +94,7 @@ def test_ratio_matches_copy_step_and_reevaluate(nesterov: bool) -> None:
         got_u = t[(t.direction == "update") & (t.eta == eta)].value.item()
         assert got_g == pytest.approx(reference_ratio(model, x, y, eta), rel=1e-10)
         assert got_u == pytest.approx(reference_ratio(model, x, y, eta, opt), rel=1e-10)
-    assert res.attrs["norm_mode"] == "batch_stats"
+    assert res.attrs["norm_stats"] == "batch"
     np.testing.assert_allclose(res.arrays["ratio_gradient"], t[t.direction == "gradient"].value.to_numpy())
 
 

@@ -1,4 +1,4 @@
-"""examples/own_model.py runs every probe (coupled per-example included) on a user norm and writes plots."""
+"""examples/own_model.py runs every probe (per-example gradients with batch statistics included) on a user norm and writes plots."""
 
 import runpy
 import sys

@@ -44,7 +44,7 @@ def loop_single(net, x, y):
 
 def test_coupled_matches_loop_of_backward_passes_and_sums_to_batch_gradient():
     net, x, y = make(True, batch=9)
-    got = per_example_gradients(net, x, y, "coupled", chunk=4)
+    got = per_example_gradients(net, x, y, "batch", chunk=4)
     params = dict(net.named_parameters())
     net.train()
     losses = F.cross_entropy(net(x), y, reduction="none")
@@ -60,13 +60,13 @@ def test_coupled_matches_loop_of_backward_passes_and_sums_to_batch_gradient():
 def test_three_modes_agree_without_norms_and_match_single_example_loop():
     net, x, y = make(False)
     ref = loop_single(net, x, y)
-    for mode in ("coupled", "frozen", "eval"):
+    for mode in ("batch", "frozen", "running"):
         got = per_example_gradients(net, x, y, mode)
         for n in ref:
             assert rel(got[n], ref[n]) < 1e-6, (mode, n)
 
 
-@pytest.mark.parametrize("mode", ["frozen", "eval"])
+@pytest.mark.parametrize("mode", ["frozen", "running"])
 def test_frozen_and_eval_match_literal_loop(mode):
     net, x, y = make(True)
     got = per_example_gradients(net, x, y, mode)
@@ -109,13 +109,13 @@ class MyBatchNorm(nn.Module):
         return (x - x.mean((0, 2, 3), keepdim=True)) / (x.var((0, 2, 3), keepdim=True) + 1e-5).sqrt()
 
 
-@pytest.mark.parametrize("mode", ["frozen", "eval"])
+@pytest.mark.parametrize("mode", ["frozen", "running"])
 def test_unknown_batch_norm_raises_naming_module(mode):
     net, x, y = make(False)
     net.stages["s1"][0].body[1] = MyBatchNorm()
     with pytest.raises(UserError, match=r"stages\.s1\.0\.body\.1"):
         per_example_gradients(net, x, y, mode)
-    g = per_example_gradients(net, x, y, "coupled")  # coupled works for any module
+    g = per_example_gradients(net, x, y, "batch")  # coupled works for any module
     assert g["fc.weight"].shape == (8, 5, 8)
 
 
@@ -167,4 +167,4 @@ def test_ghost_batch_frozen_is_refused_eval_works():
     _swap_norms(net, lambda c: NORMS.get("ghost_batch")(c, virtual_batch=4))
     with pytest.raises(UserError, match="ghost"):
         per_example_gradients(net, x, y, "frozen")
-    assert per_example_gradients(net, x, y, "eval")["fc.bias"].shape == (8, 5)
+    assert per_example_gradients(net, x, y, "running")["fc.bias"].shape == (8, 5)

@@ -11,10 +11,15 @@ from nets import make
 from torch import nn
 
 from bnlab.errors import UserError
-from bnlab.probes import PROBES, per_example_gradients
-from bnlab.probes.activations import activation_moments
-from bnlab.probes.gradients import gradient_histogram, gradient_spectrum, gradient_variance
-from bnlab.probes.output import output_bias
+from bnlab.probes import (
+    PROBES,
+    gradient_histogram,
+    gradient_spectrum,
+    gradient_variance,
+    per_example_gradients,
+)
+from bnlab.probes.activation_moments import activation_moments
+from bnlab.probes.output_bias import output_bias
 
 ALL = [
     "gradient_histogram",
@@ -67,7 +72,7 @@ def naive_tails(v):
     }
 
 
-@pytest.mark.parametrize("variant", ["batch", "minibatch", "coupled"])
+@pytest.mark.parametrize("variant", ["batch", "minibatch", "batch"])
 def test_gradient_histogram_against_naive(variant):
     net, x, y = make(True)
     if variant == "batch":
@@ -78,7 +83,7 @@ def test_gradient_histogram_against_naive(variant):
         parts = [batch_grads(net, x[s : s + 4], y[s : s + 4]) for s in (0, 4)]
         samples = {n: torch.cat([p[n].flatten() for p in parts]) for n in ("head_conv", "fc")}
     else:
-        res = gradient_histogram(net, x, y, per_example="coupled", layers=["stages.s1.0.body.0"])
+        res = gradient_histogram(net, x, y, per_example="batch", layers=["stages.s1.0.body.0"])
         net.train()
         losses = F.cross_entropy(net(x), y, reduction="none")
         w = net.stages["s1"][0].body[0].weight
@@ -94,7 +99,7 @@ def test_gradient_histogram_against_naive(variant):
             assert close(metric(res, n, k), val), (n, k)
         assert res.arrays[f"{n}/hist_counts"].sum() == v.numel()
         assert res.arrays[f"{n}/log10_counts"].sum() + res.arrays[f"{n}/log10_zeros"] == v.numel()
-    assert res.attrs["norm_mode"] == "batch_stats"
+    assert res.attrs["norm_stats"] == "batch"
 
 
 def test_gradient_variance_against_naive():
@@ -139,7 +144,7 @@ def test_gradient_spectrum_against_numpy_svd():
             assert close(
                 metric(res, n, "effective_rank", matrix=kind), math.exp(-sum(q * math.log(q) for q in p))
             )
-    assert res.attrs["norm_mode"] == "none"
+    assert res.attrs["norm_stats"] == "none"
 
 
 def test_activation_moments_against_naive():
@@ -220,7 +225,7 @@ def test_probe_leaves_state_bit_identical(name):
             assert torch.equal(b[k], a[k]) if isinstance(b[k], torch.Tensor) else b[k] == a[k], k
 
 
-@pytest.mark.parametrize("mode", ["coupled", "frozen", "eval"])
+@pytest.mark.parametrize("mode", ["batch", "frozen", "running"])
 def test_per_example_leaves_state_bit_identical(mode):
     net, x, y = make(True)
     for p in net.parameters():
@@ -240,13 +245,13 @@ def test_norm_stats_running_warns_at_init_and_bad_options():
             m.num_batches_tracked.zero_()
     with pytest.warns(UserWarning, match="never saw a batch"):
         res = activation_moments(net, x, y, norm_stats="running")
-    assert res.attrs["norm_mode"] == "running_stats"
+    assert res.attrs["norm_stats"] == "running"
     with pytest.raises(UserError):
         activation_moments(net, x, y, norm_stats="population")
     with pytest.raises(UserError):
         activation_moments(net, x, y, modules=["nope"])
     with pytest.raises(UserError):
-        gradient_histogram(net, x, y, per_example="coupled", minibatch_size=2)
+        gradient_histogram(net, x, y, per_example="batch", minibatch_size=2)
 
 
 def test_custom_loss_fn_is_used():

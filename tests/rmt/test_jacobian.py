@@ -74,14 +74,14 @@ def test_spectrum_relative_error(mode, method):
         assert sv[-1] > 1e-6 * sv[0]  # tanh keeps the Jacobian well away from singular
         np.testing.assert_allclose(res.top[s], sv[:3], rtol=1e-6)
         np.testing.assert_allclose(res.bottom[s], sv[::-1][:3], rtol=1e-6)
-    assert res.norm_mode == ("running_stats" if mode == "running" else "batch_stats")
+    assert res.norm_stats == mode
 
 
 def test_rectangular_and_whole_network():
     net = mlp(bn=False)
     x = torch.randn(5, 10, dtype=torch.float64)
     res = jacobian_spectrum(net, x, None, None, k=2, method="lanczos")  # 10 -> 7: Lanczos runs on J^T
-    assert res.d_in == 10 and res.d_out == 7 and res.norm_mode == "none"
+    assert res.d_in == 10 and res.d_out == 7 and res.norm_stats == "none"
     for i in range(5):
         jac = torch.autograd.functional.jacobian(lambda r: net(r[None])[0], x[i]).numpy()
         sv = np.linalg.svd(jac, compute_uv=False)
@@ -138,6 +138,86 @@ def test_bad_input():
     with pytest.raises(UserError, match="swap"):
         jacobian_spectrum(net, x, "3", "1")
     with pytest.raises(UserError, match="mode"):
+        jacobian_spectrum(net, x, "0", "3", mode="population")
+    with pytest.warns(DeprecationWarning, match="eval"):
         jacobian_spectrum(net, x, "0", "3", mode="eval")
     with pytest.raises(UserError, match="k ="):
         jacobian_spectrum(net, x, "0", "3", k=100)
+
+
+def renorm_mlp(frozen_bn: bool = False) -> nn.Sequential:
+    """Linear -> BatchRenorm1d (r, d clipping active) -> Tanh -> Linear [-> FrozenBatchNorm1d] -> Tanh -> Linear."""
+    from bnlab.nn.norms import BatchRenorm1d, FrozenBatchNorm1d
+
+    torch.manual_seed(3)
+    renorm = BatchRenorm1d(12, r_max=1.5, d_max=0.5, warmup_start=0, r_max_at=1, d_max_at=1)
+    second: nn.Module = FrozenBatchNorm1d(12) if frozen_bn else nn.Identity()
+    net = nn.Sequential(
+        nn.Linear(6, 12), renorm, nn.Tanh(), nn.Linear(12, 12), second, nn.Tanh(), nn.Linear(12, 5)
+    )
+    net = net.double()
+    with torch.no_grad():  # running statistics far from the batch's, so that r and d are clipped
+        renorm.running_mean.fill_(0.7)
+        renorm.running_var.fill_(4.0)
+        renorm.num_batches_tracked.fill_(10)
+        if frozen_bn:
+            second.running_mean.uniform_(-0.5, 0.5)
+            second.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def literal_renorm_jacobian(net: nn.Sequential, x: torch.Tensor, i: int, mode: str) -> np.ndarray:
+    """d net(x)[i] / d x[i] written out: batch renorm y = ((z − μ_B)/σ_B · r + d)·γ + β with r, d constants
+    (and μ_B, σ_B constants too in frozen mode); frozen batch norm uses its running statistics."""
+    from bnlab.nn.norms import BatchRenorm1d, FrozenBatchNorm1d
+
+    def f(row: torch.Tensor) -> torch.Tensor:
+        z = torch.cat([x[:i], row[None], x[i + 1 :]])
+        for mod in net:
+            if isinstance(mod, BatchRenorm1d):
+                zs = z if mode == "batch" else z.detach()
+                mean, sigma_b = zs.mean(0), torch.sqrt(zs.var(0, correction=0) + mod.eps)
+                r_max, d_max = mod.clip_limits(int(mod.num_batches_tracked))
+                sigma = torch.sqrt(mod.running_var + mod.eps)
+                r = (sigma_b.detach() / sigma).clamp(1 / r_max, r_max)
+                d = ((mean.detach() - mod.running_mean) / sigma).clamp(-d_max, d_max)
+                z = ((z - mean) / sigma_b * r + d) * mod.weight + mod.bias
+            elif isinstance(mod, FrozenBatchNorm1d):
+                z = (z - mod.running_mean) / torch.sqrt(mod.running_var + mod.eps) * mod.weight + mod.bias
+            else:
+                z = mod(z)
+        return z[i]
+
+    return torch.autograd.functional.jacobian(f, x[i]).detach().numpy()
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+@pytest.mark.parametrize("mode", ["batch", "frozen"])
+def test_batch_renorm_and_frozen_bn_match_literal(mode, frozen_bn):
+    net = renorm_mlp(frozen_bn)
+    net.train()
+    x = torch.randn(9, 6, dtype=torch.float64) * 0.3 - 1.0
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    got = dense_jacobian(net, x, None, None, mode=mode, examples=[0, 4])
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    for s, i in enumerate([0, 4]):
+        np.testing.assert_allclose(got[s], literal_renorm_jacobian(net, x, i, mode), atol=1e-12)
+    res = jacobian_spectrum(net, x, None, None, k=2, mode=mode, examples=[4])
+    sv = np.linalg.svd(literal_renorm_jacobian(net, x, 4, mode), compute_uv=False)
+    np.testing.assert_allclose(res.top[0], sv[:2], rtol=1e-9)
+    assert res.norm_stats == mode
+
+
+def test_jacobian_is_a_registered_probe():
+    from bnlab.probes import PROBE_KIND, PROBES
+    from bnlab.probes import jacobian_spectrum as probe
+
+    assert PROBES.get("jacobian_spectrum") is probe and PROBE_KIND["jacobian_spectrum"] == "batch"
+    net = renorm_mlp()
+    x = torch.randn(9, 6, dtype=torch.float64) * 0.3 - 1.0
+    res = probe(net, x, None, k=2, norm_stats="frozen", examples=[1, 2])
+    ref = jacobian_spectrum(net, x, None, None, k=2, mode="frozen", examples=[1, 2])
+    top = res.table[res.table.metric == "sigma_top"].sort_values(["example", "rank"])["value"].to_numpy()
+    np.testing.assert_array_equal(top, ref.top.reshape(-1))
+    assert res.attrs["norm_stats"] == "frozen" and res.attrs["to_layer"] == "output"
+    np.testing.assert_array_equal(res.arrays["bottom"], ref.bottom)

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bnlab.cli.arguments import add_config_args
+
+if TYPE_CHECKING:
+    import torch
+
+    from bnlab.config import Config
+    from bnlab.probes.result import ProbeResult
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,7 +34,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a probe option (values are YAML), e.g. --option per_example=coupled",
+        help="a probe option (values are YAML), e.g. --option per_example=batch",
     )
     p.add_argument("--out", required=True, help="FILE.csv or FILE.json for the table")
     p.add_argument("--plot", default=None, help="FILE.png: a plot of every metric per layer")
@@ -34,7 +44,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from bnlab.config import parse_override, resolve
     from bnlab.errors import UserError
-    from bnlab.probes.runner import parse_layers, run_probe
     from bnlab.store.files import atomic_write_text
 
     if not args.out.endswith((".csv", ".json")):
@@ -84,3 +93,77 @@ def run(args: argparse.Namespace) -> int:
         fig.savefig(args.plot, dpi=120)
     print(args.out)
     return 0
+
+
+def parse_layers(text: str | None) -> list[str | int] | None:
+    """ "55,conv1,layer2.0.conv1" -> [55, "conv1", "layer2.0.conv1"] (numbers are paper layers)."""
+    if not text:
+        return None
+    out: list[str | int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if item:
+            out.append(int(item) if item.isdigit() else item)
+    return out
+
+
+def load_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """A bnlab checkpoint (checksum verified when its .sha256 is beside it) or a plain state dict;
+    always through torch.load(weights_only=True)."""
+    import torch
+
+    from bnlab.errors import UserError
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"checkpoint {str(p)!r} does not exist")
+    data = p.read_bytes()
+    sha = p.with_suffix(".sha256")
+    if sha.exists() and hashlib.sha256(data).hexdigest() != sha.read_text().strip():
+        raise UserError(f"checkpoint {str(p)!r} failed its checksum (corrupt or truncated)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"checkpoint {str(p)!r} could not be loaded safely ({type(e).__name__})") from None
+    sd = state.get("model", state) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(sd)
+    except (RuntimeError, TypeError) as e:
+        raise UserError(
+            f"checkpoint {str(p)!r} does not match the configured model ({str(e).splitlines()[0][:120]})"
+        ) from None
+
+
+def run_probe(
+    cfg: Config,
+    name: str,
+    *,
+    batches: int = 1,
+    batch_size: int | None = None,
+    layers: list[str | int] | None = None,
+    checkpoint: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> ProbeResult:
+    """Build the config's model (at init, or with a checkpoint's weights), draw its fixed probe minibatches
+    and apply probe `name` (data probes get an optimizer built from the config)."""
+    from bnlab.probes.context import ProbeContext
+    from bnlab.probes.registry import PROBE_KIND, PROBES
+    from bnlab.probes.runner import apply_probe, probe_batch_seed
+    from bnlab.training.loop import build, resolve_device
+
+    PROBES.get(name)  # an unknown name fails before the model is built
+    device = resolve_device(cfg.train.device)
+    model, _, dd = build(cfg, device)
+    if checkpoint:
+        load_weights(model, checkpoint)
+        model.to(device)
+    opts = dict(options or {})
+    if layers is not None:
+        opts["modules" if name == "activation_moments" else "layers"] = layers
+    data = dd.probe_batches(batches, batch_size or cfg.optim.batch_size, seed=probe_batch_seed(cfg))
+    ctx = None
+    if PROBE_KIND.get(name) == "data":
+        from bnlab.training.optim import make_optimizer
+
+        ctx = ProbeContext(step=0, optimizer=make_optimizer(model, cfg.optim), lr=cfg.optim.lr, config=cfg)
+    return apply_probe(name, model, data, ctx, opts)

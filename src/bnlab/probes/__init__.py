@@ -1,16 +1,54 @@
-"""Measurements on (model, batch) or (model, batches, ctx). Importing this package registers every probe.
+"""Measurements on (model, batch) or (model, batches, ctx). Importing this package registers every probe,
+and every probe is importable under its registry name: `from bnlab.probes import kernel_alignment` is
+`PROBES.get("kernel_alignment")` (each probe lives in the module of the same name).
 
 Batch probes (`probe(model, inputs, targets, *, loss_fn=None, **options) -> ProbeResult`):
-gradient_histogram, activation_moments, output_bias, kernel_alignment, gradient_spectrum,
-gradient_variance. Per-example gradients: `bnlab.probes.per_example.per_example_gradients`.
+activation_moments, gradient_histogram, gradient_spectrum, gradient_variance, jacobian_spectrum,
+kernel_alignment, output_bias. Data probes (`probe(model, batches, *, ctx, **options)`): gradient_geometry,
+hessian_top_eig, layer_stats, sgd_noise, step_size_scan. Not registered (other signatures):
+`diverging_step`, `per_example_gradients`. Statistics modes (`norm_stats`): batch | frozen | running.
 """
 
-# importing the probe modules registers their probes (batch probes at init; data probes of training dynamics)
-from bnlab.probes import activations, alignment, gradients, hessian, noise, output, step_size  # noqa: F401
+from bnlab.probes.activation_moments import activation_moments
+from bnlab.probes.context import ProbeContext
+from bnlab.probes.diverging_step import diverging_step
+from bnlab.probes.gradient_geometry import gradient_geometry
+from bnlab.probes.gradient_histogram import gradient_histogram
+from bnlab.probes.gradient_spectrum import gradient_spectrum
+from bnlab.probes.gradient_variance import gradient_variance
+from bnlab.probes.hessian_top_eig import hessian_top_eig
+from bnlab.probes.jacobian_spectrum import jacobian_spectrum
+from bnlab.probes.kernel_alignment import kernel_alignment
+from bnlab.probes.layer_stats import layer_stats
+from bnlab.probes.norm_stats import NORM_STATS, NormStats, unwrap_model
+from bnlab.probes.output_bias import output_bias
 from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
 from bnlab.probes.result import ProbeResult
+from bnlab.probes.sgd_noise import sgd_noise
+from bnlab.probes.step_size_scan import step_size_scan
 
-__all__ = ["PROBES", "PROBE_KIND", "ProbeResult", "per_example_gradients", "register_probe"]
-from bnlab.probes import diverging, geometry  # noqa: E402, F401  (more training-dynamics probe modules)
-from bnlab.probes import layer_stats as _layer_stats  # noqa: E402,F401
+__all__ = [
+    "NORM_STATS",
+    "PROBES",
+    "PROBE_KIND",
+    "NormStats",
+    "ProbeContext",
+    "ProbeResult",
+    "activation_moments",
+    "diverging_step",
+    "gradient_geometry",
+    "gradient_histogram",
+    "gradient_spectrum",
+    "gradient_variance",
+    "hessian_top_eig",
+    "jacobian_spectrum",
+    "kernel_alignment",
+    "layer_stats",
+    "output_bias",
+    "per_example_gradients",
+    "register_probe",
+    "sgd_noise",
+    "step_size_scan",
+    "unwrap_model",
+]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,23 +12,27 @@ from torch import Tensor, nn
 from bnlab.errors import UserError
 from bnlab.probes.capture import (
     LossFn,
-    NormStats,
     capture,
     guard,
     paper_layer_map,
     paper_layer_of,
-    set_norm_stats,
+    restore_buffers,
+    snapshot_buffers,
 )
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
 
 def block_modules(model: nn.Module, modules: Iterable[str | nn.Module] | None) -> list[tuple[str, nn.Module]]:
-    """`modules=` (names or modules), else the model's `block_outputs()`, else its top-level children."""
+    """`modules=` (names or modules), else the model's `block_outputs()`, else [] (the caller then takes the
+    outermost modules called in the forward pass: `called_blocks`)."""
     by_name = dict(model.named_modules())
     if modules is None:
         fn = getattr(model, "block_outputs", None)
-        modules = list(fn()) if callable(fn) else [n for n, _ in model.named_children()]
+        if not callable(fn):
+            return []
+        modules = list(fn())
     by_id = {id(m): n for n, m in by_name.items()}
     out = []
     for m in modules:
@@ -40,6 +45,57 @@ def block_modules(model: nn.Module, modules: Iterable[str | nn.Module] | None) -
         else:
             raise UserError("modules= holds a module that is not part of this model; pass its name")
     return out
+
+
+def outermost_called(model: nn.Module, called: set[int]) -> list[tuple[str, nn.Module]]:
+    """The outermost submodules whose ids are in `called`, in registration order: a child that was called
+    is taken, one that was not (a ModuleDict/ModuleList, or any container the forward only iterates) is
+    looked inside."""
+    out: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, parent: nn.Module) -> None:
+        for name, child in parent.named_children():
+            full = f"{prefix}.{name}" if prefix else name
+            if id(child) in called:
+                out.append((full, child))
+            else:
+                walk(full, child)
+
+    walk("", model)
+    return out
+
+
+@contextmanager
+def _record_calls(model: nn.Module) -> Iterator[set[int]]:
+    called: set[int] = set()
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args: called.add(id(mod)))
+        for m in model.modules()
+        if m is not model
+    ]
+    try:
+        yield called
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _forward_blocks(model: nn.Module, inputs: Tensor, mods: list[tuple[str, nn.Module]]) -> tuple[list, dict]:
+    """One no-grad forward capturing `mods` (default: the top-level children). When a default child was
+    never called, the forward is repeated (buffers put back first, so it sees the same running statistics)
+    capturing the outermost modules that were called."""
+    default = not mods
+    saved = snapshot_buffers(model)
+    if default:
+        mods = list(model.named_children())
+    with torch.no_grad(), capture(mods) as cap, _record_calls(model) as called:
+        model(inputs)
+    if default and any(id(m) not in called for _, m in mods):
+        mods = outermost_called(model, called)
+        restore_buffers(saved)
+        with torch.no_grad(), capture(mods) as cap:
+            model(inputs)
+    return mods, cap.outputs
 
 
 def channel_moments(y: Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -58,21 +114,20 @@ def activation_moments(
     modules: Iterable[str | nn.Module] | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """For each block output, every channel's mean and std over (batch, x, y) (arrays `<layer>/mean`,
+    """For each block output (`modules=`, else the model's `block_outputs()`, else the outermost modules
+    called in the forward pass: containers that are never called, like a ModuleDict, are looked inside),
+    every channel's mean and std over (batch, x, y) (arrays `<layer>/mean`,
     `<layer>/std`); metrics `log10_abs_mean`, `log10_std` averaged over channels and their spread over
     channels (`log10_abs_mean_sd`, `log10_std_sd`, population std). A block's paper layer is the first paper
     layer inside it ("activation at layer L" = output of the block containing L). Forward only."""
-    mods = block_modules(model, modules)
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
-        with torch.no_grad(), capture(mods) as cap:
-            model(inputs)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
+        mods, outputs = _forward_blocks(model, inputs, block_modules(model, modules))
     paper = paper_layer_map(model)
     rows, arrays = [], {}
     for n, _ in mods:
-        if n not in cap.outputs:
+        if n not in outputs:
             raise UserError(f"module {n} was not called in the forward pass; pass other modules=")
-        mean, std = channel_moments(cap.outputs[n])
+        mean, std = channel_moments(outputs[n])
         arrays[f"{n}/mean"], arrays[f"{n}/std"] = mean, std
         with np.errstate(divide="ignore"):
             lm, ls = np.log10(np.abs(mean)), np.log10(std)
@@ -92,4 +147,4 @@ def activation_moments(
                     "value": float(value),
                 }
             )
-    return ProbeResult.from_rows(rows, arrays, norm_mode=norm_mode)
+    return ProbeResult.from_rows(rows, arrays, norm_stats=stats)

@@ -1,4 +1,5 @@
-"""What every batch probe shares: state guard, norm-statistics mode, layer naming, loss, activation capture.
+"""What every batch probe shares: state guard, layer naming, loss, activation capture (statistics modes and
+wrapper unwrapping: `norm_stats`).
 
 Probes never call `.backward()` (that would touch `.grad`); they use `torch.autograd.grad`. A forward
 pass in training mode updates BN running statistics, so every probe runs inside `guard(model)`, which
@@ -7,81 +8,42 @@ restores buffers and training flags bit-identically on exit.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlab.errors import UserError
 
-NormStats = Literal["batch", "running"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
-# Norm layers recognised by type (DESIGN: find layers by type, never by name).
-NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._NormBase,
-    nn.GroupNorm,
-    nn.LayerNorm,
-    nn.LocalResponseNorm,
-)
 WEIGHT_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
+
+
+def snapshot_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    return [(b, b.detach().clone()) for b in model.buffers()]
+
+
+def restore_buffers(saved: list[tuple[Tensor, Tensor]]) -> None:
+    with torch.no_grad():
+        for b, copy in saved:
+            b.copy_(copy)
 
 
 @contextmanager
 def guard(model: nn.Module) -> Iterator[None]:
     """Restore buffers (BN running statistics, num_batches_tracked) and every module's training flag."""
-    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    buffers = snapshot_buffers(model)
     flags = [(m, m.training) for m in model.modules()]
     try:
         yield
     finally:
-        with torch.no_grad():
-            for b, saved in buffers:
-                b.copy_(saved)
+        restore_buffers(buffers)
         for m, t in flags:
             m.training = t
-
-
-def has_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, NORM_TYPES) for m in model.modules())
-
-
-def set_norm_stats(model: nn.Module, norm_stats: NormStats) -> str:
-    """Put the model in the requested statistics mode (inside `guard`); return the recorded norm_mode.
-
-    batch: norm layers in training mode (batch statistics) and dropout off; running: eval mode.
-    """
-    if norm_stats not in ("batch", "running"):
-        raise UserError(f"norm_stats must be 'batch' or 'running', not {norm_stats!r}")
-    if norm_stats == "batch":
-        model.train()
-        for m in model.modules():
-            if isinstance(m, nn.modules.dropout._DropoutNd):
-                m.eval()
-    else:
-        model.eval()
-        untracked = [
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, _BatchNorm)
-            and m.num_batches_tracked is not None
-            and int(m.num_batches_tracked) == 0
-        ]
-        if untracked:
-            warnings.warn(
-                f"running statistics requested but {untracked[0]} (and {len(untracked) - 1} more) never saw "
-                "a batch: at init eval-mode BN is the identity",
-                stacklevel=3,
-            )
-    if not has_norm(model):
-        return "none"
-    return "batch_stats" if norm_stats == "batch" else "running_stats"
 
 
 def paper_layer_map(model: nn.Module) -> dict[str, int]:
@@ -212,11 +174,14 @@ def forward_captured(
     model: nn.Module, inputs: Tensor, modules: list[tuple[str, nn.Module]]
 ) -> tuple[Captured, Tensor]:
     """model(inputs) with `capture`; copies only when needed: the forward is run unprotected and repeated
-    protected if an in-place op touched a captured tensor (call inside `guard`: BN statistics update twice)."""
+    protected if an in-place op touched a captured tensor; the buffers are put back between the two, so the
+    repeat sees the same running statistics and step count (batch renorm's r, d) as the first."""
+    saved = snapshot_buffers(model)
     with capture(modules, protect=False) as cap:
         out = model(inputs)
     if cap.intact():
         return cap, out
+    restore_buffers(saved)
     with capture(modules, protect=True) as cap:
         out = model(inputs)
     return cap, out

@@ -25,8 +25,8 @@ from bnlab.probes.capture import (
     loss_value,
     paper_layer_map,
     paper_layer_of,
-    set_norm_stats,
 )
+from bnlab.probes.norm_stats import norm_stats_mode, unwrap_model
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.update import batch_gradient, detached_params, displaced, optimizer_step_on_copy
 
@@ -93,6 +93,7 @@ def diverging_step(
     overflow float32 (a deep unnormalized net along a violent update) are measured instead of becoming inf;
     "float32" uses the model's own precision.
     """
+    model = unwrap_model(model)
     if precision not in ("float32", "float64"):
         raise UserError(f"diverging_step precision must be float32 or float64, not {precision!r}")
     if grid < 2:
@@ -102,8 +103,7 @@ def diverging_step(
     s_grid = np.linspace(0.0, 1.0, grid)
     x_prev, y_prev = batch_prev
     x, y = batch_fired
-    with guard(model):
-        norm_mode = set_norm_stats(model, "batch")
+    with guard(model), norm_stats_mode(model, "batch") as stats:
         grads, _ = batch_gradient(model, x_prev, y_prev, loss_fn)
         delta = optimizer_step_on_copy(optimizer, model, grads)
         base = detached_params(model)
@@ -170,7 +170,7 @@ def diverging_step(
     return ProbeResult.from_rows(
         rows,
         arrays,
-        norm_mode=norm_mode,
+        norm_stats=stats,
         layers=[n for n, _ in chosen],
         paper_layers=[pl for _, pl in chosen],
         grid=grid,

@@ -25,16 +25,15 @@ from torch import Tensor, nn
 from bnlab.errors import UserError
 from bnlab.probes.capture import (
     WEIGHT_TYPES,
-    NormStats,
     guard,
     paper_layer_map,
     paper_layer_of,
-    set_norm_stats,
 )
 from bnlab.probes.context import ProbeContext
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
-from bnlab.probes.step_size import default_etas
+from bnlab.probes.step_size_scan import default_etas
 from bnlab.probes.update import (
     Params,
     batch_gradient,
@@ -119,8 +118,7 @@ def gradient_geometry(
     rows: list[dict] = []
     arrays: dict[str, np.ndarray] = {"eta": grid}
     paper = paper_layer_map(model)
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         grads = [batch_gradient(model, x, y, ctx.loss_fn)[0] for x, y in batches]
         k = len(grads)
         mean_g = _mean(grads)
@@ -211,7 +209,7 @@ def gradient_geometry(
     return ProbeResult.from_rows(
         rows,
         arrays,
-        norm_mode=norm_mode,
+        norm_stats=stats,
         step=ctx.step,
         lr=lr,
         loss0=loss0,

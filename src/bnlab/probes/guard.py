@@ -61,7 +61,7 @@ def call_probe(
                     "reason": f"{type(e).__name__}: {str(e)[:160]}",
                 }
             ],
-            norm_mode="none",
+            norm_stats="none",
         )
         res.table["finite"] = False
         res.attrs["nonfinite"] = True

@@ -18,8 +18,9 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import LossFn, NormStats, guard, loss_value, set_norm_stats, trainable
+from bnlab.probes.capture import LossFn, guard, loss_value, trainable
 from bnlab.probes.context import ProbeContext
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.update import optimizer_momentum
@@ -133,8 +134,7 @@ def hessian_top_eig(
         raise UserError(f"hessian_top_eig needs n_batches >= 1 batches, got {len(batches)} for {n_batches}")
     use = list(batches[:n_batches])
     params = list(trainable(model).values())
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         hvp, n = hvp_operator(model, use, ctx.loss_fn)
         lam, calls, converged = top_eigenvalue(
             hvp,
@@ -167,5 +167,5 @@ def hessian_top_eig(
         for k, v in values.items()
     ]
     return ProbeResult.from_rows(
-        rows, norm_mode=norm_mode, step=ctx.step, lr=lr, momentum=beta, nesterov=nesterov, method=method
+        rows, norm_stats=stats, step=ctx.step, lr=lr, momentum=beta, nesterov=nesterov, method=method
     )

@@ -15,15 +15,14 @@ from torch import Tensor, nn
 from bnlab.errors import UserError
 from bnlab.probes.capture import (
     LossFn,
-    NormStats,
     forward_captured,
     guard,
     loss_value,
     paper_layer_map,
     select_layers,
-    set_norm_stats,
 )
 from bnlab.probes.conv import Scratch, batch_abs_sum, conv_input, spatial_abs_sum, weight_grad
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
@@ -55,8 +54,7 @@ def kernel_alignment(
     if bad or not reduce:
         raise UserError(f"reduce must be a subset of {REDUCES}, got {reduce}")
     mods = select_layers(model, layers, (nn.Conv2d,))
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         cap, out = forward_captured(model, inputs, mods)
         loss = loss_value(out, targets, loss_fn)
         # Each layer is reduced inside a hook on its output gradient during the one backward pass, and its
@@ -117,7 +115,7 @@ def kernel_alignment(
                         "value": float(value),
                     }
                 )
-    return ProbeResult.from_rows(rows, {}, norm_mode=norm_mode)
+    return ProbeResult.from_rows(rows, {}, norm_stats=stats)
 
 
 def _reduce_layer(

@@ -15,6 +15,7 @@ from torch import nn
 
 from bnlab.probes.capture import paper_layer_map
 from bnlab.probes.context import ProbeContext
+from bnlab.probes.norm_stats import norm_stats_label
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
@@ -23,6 +24,8 @@ LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, 
 
 @register_probe("layer_stats", kind="data")
 def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeContext) -> ProbeResult:
+    """Per Conv/Linear/norm weight with a `.grad`: weight_norm, grad_norm and, for torch SGD in ctx.optimizer,
+    update_ratio ‖Δw‖/‖w‖ of the coming step (module docstring). `batches` is not used."""
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
     grads = {}
     for n, m in named:
@@ -57,4 +60,5 @@ def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeCo
         {"probe": "layer_stats", "layer": n, "paper_layer": paper.get(n), "metric": metric, "value": v}
         for (n, metric, _), v in zip(norms, values)
     ]
-    return ProbeResult.from_rows(rows, norm_mode="none")
+    # the gradients in .grad come from the trainer's forward in training mode: batch statistics
+    return ProbeResult.from_rows(rows, norm_stats=norm_stats_label(model, "batch"))

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import LossFn, NormStats, guard, loss_value, set_norm_stats
+from bnlab.probes.capture import LossFn, guard, loss_value
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
@@ -38,8 +39,7 @@ def output_bias(
 ) -> ProbeResult:
     """The B × K logit gradient ∂L/∂z (array `dL_dz`; softmax outputs in `probs`) and class-bias metrics
     (see `class_bias_metrics`). Layer "output"."""
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         with torch.no_grad():
             z = model(inputs).detach().requires_grad_()  # ∂L/∂z needs no backward through the model
     if z.dim() != 2:
@@ -52,4 +52,4 @@ def output_bias(
         for k, v in class_bias_metrics(p).items()
     ]
     arrays = {"dL_dz": dz.detach().double().cpu().numpy(), "probs": p}
-    return ProbeResult.from_rows(rows, arrays, norm_mode=norm_mode)
+    return ProbeResult.from_rows(rows, arrays, norm_stats=stats)

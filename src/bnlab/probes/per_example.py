@@ -1,41 +1,45 @@
-"""Per-example gradients ∂ℓ_i/∂θ in three named modes (DESIGN.md: with train-mode BN they are not unique).
+"""Per-example gradients ∂ℓ_i/∂θ in three named modes (DESIGN.md: with train-mode BN they are not unique),
+the statistics modes of every probe (`norm_stats`; old spellings `coupled`, `eval` warn):
 
-- `coupled`: through the minibatch's statistics (BN in training mode). The B gradients sum to B × the
+- `batch`: through the minibatch's statistics (BN in training mode). The B gradients sum to B × the
   gradient of the mean loss. Cost: one forward plus ~B backward passes (vectorized over chunks of
   examples with `is_grads_batched`), i.e. about the cost of B backward passes — any module works.
 - `frozen`: batch statistics computed on the minibatch and then treated as constants (no gradient through
   mean/var). Examples decouple: one forward, one backward to the layer outputs, then per-example
   contractions for Conv2d / Linear / BatchNorm parameters (torch.func vmap over the other owners).
-- `eval`: running statistics (eval mode). Same cost as `frozen`.
+- `running`: running statistics (eval mode). Same cost as `frozen`.
 Without norm layers the three modes agree.
 
-`frozen` and `eval` support torch `_BatchNorm` subclasses, bnlab's batch renorm and frozen batch norm (ghost
-batch norm: `eval` only), and norms that act per example (GroupNorm, LayerNorm, InstanceNorm without running stats). Any other module that
-still mixes examples is detected (its output on two examples differs from the full batch) and raises a
-UserError naming it: use `coupled` for such models.
+`frozen` and `running` support torch `_BatchNorm` subclasses, bnlab's batch renorm and frozen batch norm
+(ghost batch norm: `running` only; the statistics come from `norm_stats.frozen_batch_stats`), and norms that
+act per example (GroupNorm, LayerNorm, InstanceNorm without running stats). Any other module that still
+mixes examples is detected (its output on two examples differs from the full batch) and raises a
+UserError naming it: use `batch` for such models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Literal
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import (
-    LossFn,
-    forward_captured,
-    guard,
-    per_example_losses,
-    set_norm_stats,
-)
+from bnlab.probes.capture import LossFn, forward_captured, guard, per_example_losses
 from bnlab.probes.conv import per_example_weight_grads
+from bnlab.probes.norm_stats import (
+    NORM_STATS,
+    NormStats,
+    frozen_batch_stats,
+    norm_stats_mode,
+    resolve_norm_stats,
+    unwrap_model,
+)
 
-Mode = Literal["coupled", "frozen", "eval"]
-MODES: tuple[str, ...] = ("coupled", "frozen", "eval")
+Mode = NormStats
+MODES: tuple[str, ...] = NORM_STATS
 FAST_TYPES = (nn.Conv2d, nn.Linear, _BatchNorm)
 
 
@@ -51,19 +55,23 @@ def per_example_gradients(
 ) -> dict[str, Tensor]:
     """{parameter name: tensor [B, *param.shape]} of ∂ℓ_i/∂θ, where the batch loss is mean_i ℓ_i.
 
-    mode: coupled | frozen | eval (module docstring). `params`: names or Parameters (default: every
-    parameter with requires_grad). `chunk`: examples per vectorized backward in `coupled` mode (memory
-    grows with it). Leaves parameters, .grad, buffers and training flags bit-identical.
+    mode: batch | frozen | running (module docstring; `coupled`, `eval`: deprecated spellings).
+    `params`: names or Parameters (default: every parameter with requires_grad). `chunk`: examples per
+    vectorized backward in `batch` mode (memory grows with it). Leaves parameters, .grad, buffers and
+    training flags bit-identical. torch.compile / DDP wrappers are looked through.
     """
-    if mode not in MODES:
-        raise UserError(f"per-example mode must be one of {', '.join(MODES)}, not {mode!r}")
+    mode = resolve_norm_stats(mode, "per-example mode")  # type: ignore[assignment]
+    model = unwrap_model(model)
     named = _select_params(model, params)
     with guard(model):
-        if mode == "coupled":
-            set_norm_stats(model, "batch")
-            return _coupled(model, inputs, targets, loss_fn, named, chunk)
-        set_norm_stats(model, "running")  # eval flags everywhere; frozen then overwrites the statistics
-        return _decoupled(model, inputs, targets, loss_fn, named, frozen=(mode == "frozen"))
+        if mode == "batch":
+            with norm_stats_mode(model, "batch"):
+                return _coupled(model, inputs, targets, loss_fn, named, chunk)
+        if mode == "running":
+            with norm_stats_mode(model, "running"):  # eval mode; warns when a BN never saw a batch
+                return _decoupled(model, inputs, targets, loss_fn, named, frozen=False)
+        model.eval()  # frozen: eval flags; frozen_batch_stats supplies the statistics for one forward
+        return _decoupled(model, inputs, targets, loss_fn, named, frozen=True)
 
 
 def _select_params(model: nn.Module, params: Iterable[str | nn.Parameter] | None) -> dict[str, nn.Parameter]:
@@ -108,48 +116,6 @@ def _coupled(
     return out
 
 
-def _freeze_hooks(model: nn.Module) -> list:
-    """Pre-hooks writing the statistics each BN normalizes with in training mode, computed on this batch,
-    into its running buffers (restored by `guard`), so eval-mode BN uses them as constants.
-
-    Plain BN: batch mean and biased variance. bnlab's batch renorm: the effective (μ_B − dσ_B/r,
-    (σ_B/r)² − eps) with its r, d. bnlab's frozen batch norm: left as is (it uses running statistics
-    anyway). Ghost batch norm (per-chunk statistics) is not representable: error."""
-    from bnlab.nn import norms  # bnlab's own BN subclasses, by type
-
-    handles = []
-    for name, m in model.named_modules():
-        if not isinstance(m, _BatchNorm) or isinstance(m, (norms.FrozenBatchNorm1d, norms.FrozenBatchNorm2d)):
-            continue
-        if isinstance(m, (norms.GhostBatchNorm1d, norms.GhostBatchNorm2d)):
-            raise UserError(
-                f"{name} is a ghost batch norm (per-chunk statistics); use mode 'coupled' or 'eval'"
-            )
-        if m.running_mean is None or m.running_var is None:
-            raise UserError(
-                f"{name} has no running statistics (track_running_stats=False); use mode='coupled'"
-            )
-        renorm = isinstance(m, (norms.BatchRenorm1d, norms.BatchRenorm2d))
-
-        def pre(mod: _BatchNorm, args: tuple, renorm: bool = renorm) -> None:
-            x = args[0].detach()
-            dims = [d for d in range(x.dim()) if d != 1]
-            mean, var = x.mean(dims), x.var(dims, correction=0)
-            with torch.no_grad():
-                if renorm:
-                    r_max, d_max = mod.clip_limits(int(mod.num_batches_tracked))
-                    sigma_b = torch.sqrt(var + mod.eps)
-                    sigma = torch.sqrt(mod.running_var + mod.eps)
-                    r = (sigma_b / sigma).clamp(1.0 / r_max, r_max)
-                    d = ((mean - mod.running_mean) / sigma).clamp(-d_max, d_max)
-                    mean, var = mean - d * sigma_b / r, (sigma_b / r) ** 2 - mod.eps
-                mod.running_mean.copy_(mean)
-                mod.running_var.copy_(var)
-
-        handles.append(m.register_forward_pre_hook(pre))
-    return handles
-
-
 def _check_decoupled(model: nn.Module, inputs: Tensor, outputs: Tensor, mode: str) -> None:
     """Raise naming the module if examples still interact (a norm that is not a _BatchNorm)."""
     if inputs.shape[0] < 3:
@@ -163,7 +129,7 @@ def _check_decoupled(model: nn.Module, inputs: Tensor, outputs: Tensor, mode: st
     culprit = _coupling_module(model, inputs)
     raise UserError(
         f"module {culprit} mixes examples in mode {mode!r} (not a torch _BatchNorm or per-example norm); "
-        "use per-example mode 'coupled' for this model"
+        "use per-example mode 'batch' for this model"
     )
 
 
@@ -216,16 +182,12 @@ def _decoupled(
     frozen: bool,
 ) -> dict[str, Tensor]:
     owners = _owner(model, named)
-    mode = "frozen" if frozen else "eval"
+    mode = "frozen" if frozen else "running"
     if len(owners) < len(named):
         return _decoupled_func(model, inputs, targets, loss_fn, named, frozen, mode)
     mods = {mname: m for mname, m, _ in owners.values()}
-    handles = _freeze_hooks(model) if frozen else []
-    try:
+    with frozen_batch_stats(model) if frozen else nullcontext():
         cap, out = forward_captured(model, inputs, list(mods.items()))
-    finally:
-        for h in handles:
-            h.remove()
     _check_decoupled(model, inputs, out, mode)
     losses = per_example_losses(out, targets, loss_fn)
     # Σ_i ℓ_i: examples are independent here, so ∂(Σℓ)/∂O_b = ∂ℓ_b/∂O_b for every layer output O
@@ -255,7 +217,7 @@ def _contract(m: nn.Module, attr: str, x: Tensor, g: Tensor) -> Tensor:
         if attr == "bias":
             return g3.sum(1)
         return torch.bmm(g3.transpose(1, 2), x3)
-    # _BatchNorm: x̂ from the constants it normalized with (batch stats in frozen, running in eval)
+    # _BatchNorm: x̂ from the constants it normalized with (batch stats in frozen, running in running)
     dims = [d for d in range(g.dim()) if d != 1]
     if attr == "bias":
         return g.sum(dims[1:]) if len(dims) > 1 else g
@@ -277,13 +239,8 @@ def _decoupled_func(
     """torch.func path for parameters owned by other module types: vmap(grad) over examples, norms fixed."""
     from torch.func import functional_call, grad, vmap
 
-    handles = _freeze_hooks(model) if frozen else []
-    try:
-        with torch.no_grad():
-            out = model(inputs)  # frozen: leaves each BN's batch statistics in its buffers (guard restores)
-    finally:
-        for h in handles:
-            h.remove()
+    with frozen_batch_stats(model) if frozen else nullcontext(), torch.no_grad():
+        out = model(inputs)  # frozen: leaves each BN's batch statistics in its buffers (guard restores)
     _check_decoupled(model, inputs, out, mode)
     detached = {n: p.detach() for n, p in named.items()}
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 COLUMNS = ["probe", "layer", "paper_layer", "metric", "value"]
+# the pre-0.x attribute norm_mode and its values, accepted by from_rows with a DeprecationWarning
+_OLD_NORM_MODE = {"batch_stats": "batch", "running_stats": "running", "none": "none"}
 
 
 @dataclass
@@ -15,8 +18,9 @@ class ProbeResult:
     """table: one row per (layer, metric[, key columns]); arrays: named numpy arrays.
 
     table columns: probe, layer, paper_layer (Int64, <NA> if none), metric, value, plus probe-specific
-    key columns; `attrs` holds norm_mode ("batch_stats" | "running_stats" | "none"), step, and anything
-    else the probe wants recorded (e.g. per_example mode).
+    key columns; `attrs` holds norm_stats (batch | frozen | running, or "none" when the model has no
+    normalization layer), step, and anything else the probe wants recorded (e.g. per_example mode).
+    A run's probe .jsonl rows carry the scalar attrs as columns.
     """
 
     table: pd.DataFrame
@@ -27,6 +31,15 @@ class ProbeResult:
     def from_rows(
         rows: list[dict], arrays: dict[str, np.ndarray] | None = None, **attrs: object
     ) -> ProbeResult:
+        if "norm_mode" in attrs:
+            old = attrs.pop("norm_mode")
+            warnings.warn(
+                "ProbeResult attribute norm_mode is deprecated; pass norm_stats= (batch | frozen | running | "
+                "none)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            attrs.setdefault("norm_stats", _OLD_NORM_MODE.get(str(old), old))
         df = pd.DataFrame(rows)
         for c in COLUMNS:
             if c not in df.columns:

@@ -6,8 +6,8 @@ With K minibatches B_1..B_K of one size b at fixed θ (batch statistics, as in t
   (unbiased), noise = α²·grad_var with α the lr.
 - per-example bound (Eq. 2): C = E_i‖∇ℓ_i − ∇ℓ‖² from per-example gradients over the K·b examples
   (unbiased, 1/(n − 1)), bound = α²C/b, and the exact without-replacement value α²C(N − b)/(b(N − 1))
-  for a training set of N examples. Examples are independent only without BN or with frozen/eval
-  statistics: the bound is labelled "no-BN, or frozen/eval statistics only".
+  for a training set of N examples. Examples are independent only without BN or with frozen/running
+  statistics: the bound is labelled "no-BN, or frozen/running statistics only".
 - micro-batch estimator (McCandlish et al. 2018, appendix A): from ‖G‖² at two batch sizes b_s < b,
   |G|² ≈ (b‖G_b‖² − b_s‖G_s‖²)/(b − b_s), tr Σ ≈ (‖G_s‖² − ‖G_b‖²)/(1/b_s − 1/b), and the noise scale
   B_simple = tr Σ/|G|². Needs no per-example gradients; micro-batches use their own batch statistics.
@@ -24,14 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import NormStats, guard, set_norm_stats
+from bnlab.probes.capture import guard
 from bnlab.probes.context import ProbeContext
-from bnlab.probes.per_example import MODES, per_example_gradients
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode, resolve_norm_stats
+from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.update import batch_gradient, flat
 
-BOUND_LABEL = "no-BN, or frozen/eval statistics only"
+BOUND_LABEL = "no-BN, or frozen/running statistics only"
 STORE_LIMIT = 2**26  # per-example gradient entries kept between the two passes (256 MiB in float32)
 
 
@@ -91,14 +92,14 @@ def sgd_noise(
     *,
     ctx: ProbeContext,
     alpha: float | None = None,
-    per_example: str | None = "frozen",
+    per_example: NormStats | None = "frozen",
     dataset_size: int | None = None,
     micro_batch: int | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
     """SGD noise at θ from K >= 2 minibatches of one size b (module docstring).
 
-    alpha: the lr (default ctx.lr, else 1). per_example: coupled | frozen | eval, or None to skip C.
+    alpha: the lr (default ctx.lr, else 1). per_example: batch | frozen | running, or None to skip C.
     dataset_size: N for the without-replacement factor (default ctx.extra["dataset_size"]; without one the
     bound_wor row is left out).
     micro_batch: b_s of the micro-batch estimator (default max(2, b // 4)).
@@ -113,16 +114,15 @@ def sgd_noise(
     bs = micro_batch if micro_batch is not None else max(2, b // 4)
     if not 1 <= bs < b:
         raise UserError(f"micro_batch must be between 1 and the batch size - 1 ({b - 1}), got {bs}")
-    if per_example is not None and per_example not in MODES:
-        raise UserError(f"per_example must be one of {', '.join(MODES)} or None, not {per_example!r}")
+    if per_example is not None:
+        per_example = resolve_norm_stats(per_example, "per_example")  # type: ignore[assignment]
     if dataset_size is None and ctx.extra.get("dataset_size") is not None:
         dataset_size = int(ctx.extra["dataset_size"])
     if dataset_size is not None and dataset_size < b:
         raise UserError(f"dataset_size ({dataset_size}) must be at least the batch size ({b})")
     a = float(alpha if alpha is not None else (ctx.lr if ctx.lr is not None else 1.0))
 
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         big, small_sq = [], []
         for x, y in batches:
             big.append(_flat_grad(model, x, y, ctx.loss_fn))
@@ -172,7 +172,7 @@ def sgd_noise(
     return ProbeResult.from_rows(
         rows,
         {"grad_dev_sq": d, "small_grad_sq": small, "big_grad_sq": big_sq},
-        norm_mode=norm_mode,
+        norm_stats=stats,
         step=ctx.step,
         dataset_size=dataset_size,
         **attrs,

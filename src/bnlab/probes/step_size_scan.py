@@ -14,8 +14,9 @@ import numpy as np
 from torch import nn
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import NormStats, guard, set_norm_stats
+from bnlab.probes.capture import guard
 from bnlab.probes.context import ProbeContext
+from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.update import batch_gradient, detached_params, displaced, loss_at, update_direction
@@ -55,8 +56,7 @@ def step_size_scan(
     x, y = batches[batch_index]
     rows: list[dict] = []
     arrays: dict[str, np.ndarray] = {"eta": grid}
-    with guard(model):
-        norm_mode = set_norm_stats(model, norm_stats)
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
         grads, loss0 = batch_gradient(model, x, y, ctx.loss_fn)
         base = detached_params(model)
         dirs = {}
@@ -81,5 +81,5 @@ def step_size_scan(
                 rows.append({**common, "metric": "ratio", "value": float(r)})
                 rows.append({**common, "metric": "loss", "value": float(loss)})
     return ProbeResult.from_rows(
-        rows, arrays, norm_mode=norm_mode, step=ctx.step, lr=ctx.lr, loss0=loss0, batch_index=batch_index
+        rows, arrays, norm_stats=stats, step=ctx.step, lr=ctx.lr, loss0=loss0, batch_index=batch_index
     )

@@ -209,10 +209,10 @@ def state_differences(before: dict[str, object], after: dict[str, object]) -> li
 
 
 def __getattr__(name: str) -> object:
-    # `from bnlab.probes.update import diverging_step` (the E5 task's import) resolves lazily: diverging.py
-    # imports this module, so a top-level import here would be circular.
+    # `from bnlab.probes.update import diverging_step` (the E5 task's import) resolves lazily:
+    # diverging_step.py imports this module, so a top-level import here would be circular.
     if name == "diverging_step":
-        from bnlab.probes.diverging import diverging_step
+        from bnlab.probes.diverging_step import diverging_step
 
         return diverging_step
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

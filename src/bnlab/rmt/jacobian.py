@@ -3,11 +3,15 @@
 J_i = d h_to[i] / d h_from[i] for example i, where h_from / h_to are the outputs of two modules named
 by their module names ("" = the model input for from_layer, the model output for to_layer).
 
-Statistics modes for BatchNorm (every result records its mode):
-  batch    training-mode BN: the batch statistics depend on h_from[i], and J_i includes that path
+Statistics modes, the probes' vocabulary and code (`bnlab.probes.norm_stats`; every result records its
+mode, as `norm_stats`: the mode, or "none" without any normalization layer):
+  batch    training mode: the batch statistics depend on h_from[i], and J_i includes that path
            (examples are coupled, so each example gets its own Lanczos run);
-  frozen   the same batch statistics, treated as constants (one joint run for all examples);
+  frozen   the same batch statistics, treated as constants (one joint run for all examples); batch
+           renorm's effective statistics, frozen batch norm's running ones;
   running  eval mode, running statistics (warns when BN never saw a batch: then BN is the identity).
+Old spellings `coupled` / `eval` are accepted with a DeprecationWarning. The registered probe is
+`bnlab.probes.jacobian_spectrum` (a ProbeResult); this module returns the `JacobianSpectrum` record.
 
 One forward pass builds the graph from h_from to h_to; vector-Jacobian products are backward passes
 through it and Jacobian-vector products use the double-backward trick (J v = d/du <J^T u, v>), so no
@@ -27,10 +31,10 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlab.errors import UserError
 from bnlab.probes.capture import guard
+from bnlab.probes.norm_stats import couples_examples, norm_stats_mode, resolve_norm_stats, unwrap_model
 
 Mode = Literal["batch", "running", "frozen"]
 Method = Literal["auto", "dense", "lanczos"]
@@ -53,8 +57,8 @@ class JacobianSpectrum:
     top: np.ndarray
     bottom: np.ndarray
     examples: np.ndarray
-    mode: str
-    norm_mode: str
+    mode: str  # batch | frozen | running
+    norm_stats: str  # the mode, or "none" for a model without normalization layers
     method: str
     d_in: int
     d_out: int
@@ -62,6 +66,13 @@ class JacobianSpectrum:
     exact: bool
     residual_top: np.ndarray = field(default_factory=lambda: np.zeros(0))
     residual_bottom: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def norm_mode(self) -> str:
+        warnings.warn(
+            "JacobianSpectrum.norm_mode is deprecated: norm_stats", DeprecationWarning, stacklevel=2
+        )
+        return self.norm_stats
 
     @property
     def log_condition(self) -> np.ndarray:
@@ -72,37 +83,11 @@ class JacobianSpectrum:
         """Long-format rows (probe, layer, metric, value, example, rank) for a ProbeResult table."""
         out: list[dict] = []
         for s, ex in enumerate(self.examples):
+            common = {"probe": probe, "layer": layer, "example": int(ex)}
             for r in range(self.top.shape[1]):
-                out.append(
-                    dict(
-                        probe=probe,
-                        layer=layer,
-                        metric="sigma_top",
-                        value=self.top[s, r],
-                        example=int(ex),
-                        rank=r,
-                    )
-                )
-                out.append(
-                    dict(
-                        probe=probe,
-                        layer=layer,
-                        metric="sigma_bottom",
-                        value=self.bottom[s, r],
-                        example=int(ex),
-                        rank=r,
-                    )
-                )
-            out.append(
-                dict(
-                    probe=probe,
-                    layer=layer,
-                    metric="log_condition",
-                    value=self.log_condition[s],
-                    example=int(ex),
-                    rank=0,
-                )
-            )
+                out.append({**common, "metric": "sigma_top", "value": self.top[s, r], "rank": r})
+                out.append({**common, "metric": "sigma_bottom", "value": self.bottom[s, r], "rank": r})
+            out.append({**common, "metric": "log_condition", "value": self.log_condition[s], "rank": 0})
         return out
 
 
@@ -120,60 +105,6 @@ def _module(model: nn.Module, name: str | None) -> nn.Module | None:
         raise UserError(
             f"no module named {name!r} in the model; choose one of: {', '.join(names[:40])}"
         ) from None
-
-
-def _freeze_bn(model: nn.Module) -> list:
-    """Eval-mode BN fed with the current batch's mean and biased variance (written into its running buffers,
-    which `guard` restores): batch statistics as constants."""
-    handles = []
-    for name, m in model.named_modules():
-        if isinstance(m, _BatchNorm):
-            if m.running_mean is None or m.running_var is None:
-                raise UserError(
-                    f"{name} keeps no running statistics (track_running_stats=False); use mode='batch'"
-                )
-
-            def pre(mod: _BatchNorm, args: tuple) -> None:
-                x = args[0].detach()
-                dims = [d for d in range(x.dim()) if d != 1]
-                with torch.no_grad():
-                    mod.running_mean.copy_(x.mean(dims))  # type: ignore[union-attr]
-                    mod.running_var.copy_(x.var(dims, correction=0))  # type: ignore[union-attr]
-
-            handles.append(m.register_forward_pre_hook(pre))
-    return handles
-
-
-def _set_mode(model: nn.Module, mode: str) -> tuple[str, list]:
-    """Put the model in `mode` (inside guard); return (norm_mode, hook handles)."""
-    has_bn = any(isinstance(m, _BatchNorm) for m in model.modules())
-    model.eval()  # dropout off in every mode
-    handles: list = []
-    if mode == "batch":
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.train()
-    elif mode == "frozen":
-        handles = _freeze_bn(model)
-    elif mode == "running":
-        untracked = [
-            n
-            for n, m in model.named_modules()
-            if isinstance(m, _BatchNorm)
-            and m.num_batches_tracked is not None
-            and int(m.num_batches_tracked) == 0
-        ]
-        if untracked:
-            warnings.warn(
-                f"running statistics requested but {untracked[0]} (and {len(untracked) - 1} more) never saw a "
-                "batch: at init eval-mode BN is the identity",
-                stacklevel=3,
-            )
-    else:
-        raise UserError(f"mode must be 'batch', 'running' or 'frozen', not {mode!r}")
-    if not has_bn:
-        return "none", handles
-    return ("running_stats" if mode == "running" else "batch_stats"), handles
 
 
 def _graph(
@@ -328,13 +259,10 @@ def dense_jacobian(
 
     Cost: min(d_in, d_out) JVPs or VJPs (times S in the coupled batch mode).
     """
-    with guard(model):
-        _, handles = _set_mode(model, mode)
-        try:
-            h, y = _graph(model, inputs, from_layer, to_layer)
-        finally:
-            for hd in handles:
-                hd.remove()
+    model = unwrap_model(model)
+    mode = resolve_norm_stats(mode, "mode")  # type: ignore[assignment]
+    with guard(model), norm_stats_mode(model, mode, what="mode"):
+        h, y = _graph(model, inputs, from_layer, to_layer)
         ops = _Ops(h, y)
         ex = _examples(examples, h.shape[0])
         groups = _groups(model, mode, ex)
@@ -354,8 +282,7 @@ def _examples(examples: Sequence[int] | None, batch: int) -> list[int]:
 
 def _groups(model: nn.Module, mode: str, ex: list[int]) -> list[list[int]]:
     """Examples that can share one run: all of them unless batch statistics couple the examples."""
-    coupled = mode == "batch" and any(isinstance(m, _BatchNorm) for m in model.modules())
-    return [[e] for e in ex] if coupled else [ex]
+    return [[e] for e in ex] if couples_examples(model, mode) else [ex]
 
 
 def jacobian_spectrum(
@@ -385,18 +312,15 @@ def jacobian_spectrum(
         raise UserError(f"k must be a positive integer, got {k!r}")
     if method not in ("auto", "dense", "lanczos"):
         raise UserError(f"method must be 'auto', 'dense' or 'lanczos', not {method!r}")
-    if mode == "batch" and inputs.shape[0] < 2 and any(isinstance(m, _BatchNorm) for m in model.modules()):
+    model = unwrap_model(model)
+    mode = resolve_norm_stats(mode, "mode")  # type: ignore[assignment]
+    if inputs.shape[0] < 2 and couples_examples(model, mode):
         raise UserError(
             "batch statistics need at least 2 examples; pass a larger batch or use mode='running'"
         )
     rng = np.random.default_rng(seed)
-    with guard(model):
-        norm_mode, handles = _set_mode(model, mode)
-        try:
-            h, y = _graph(model, inputs, from_layer, to_layer)
-        finally:
-            for hd in handles:
-                hd.remove()
+    with guard(model), norm_stats_mode(model, mode, what="mode") as norm_stats:
+        h, y = _graph(model, inputs, from_layer, to_layer)
         ops = _Ops(h, y)
         d_small = min(ops.d_in, ops.d_out)
         if k > d_small:
@@ -449,7 +373,7 @@ def jacobian_spectrum(
         bottom=bottom,
         examples=np.asarray(ex),
         mode=mode,
-        norm_mode=norm_mode,
+        norm_stats=norm_stats,
         method="dense" if use_dense else "lanczos",
         d_in=ops.d_in,
         d_out=ops.d_out,

@@ -1,0 +1,38 @@
+"""Weight gradients of Conv2d/Linear layers shared by gradient_histogram, gradient_variance (and the batch
+gradient of gradient_spectrum): the minibatch gradient and per-example gradients, keyed by module name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor, nn
+
+from bnlab.probes.capture import LossFn, loss_value, select_layers
+from bnlab.probes.per_example import per_example_gradients
+
+
+def batch_weight_grads(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    loss_fn: LossFn | None,
+    mods: list[tuple[str, nn.Module]],
+) -> dict[str, Tensor]:
+    """∂L/∂weight of each module for the mean loss of this batch (model already in its statistics mode)."""
+    loss = loss_value(model(inputs), targets, loss_fn)
+    grads = torch.autograd.grad(loss, [m.weight for _, m in mods], allow_unused=True)
+    return {n: (g if g is not None else torch.zeros_like(m.weight)) for (n, m), g in zip(mods, grads)}
+
+
+def weight_layers(model: nn.Module, layers: Iterable[str | int] | None) -> list[tuple[str, nn.Module]]:
+    return select_layers(model, layers, (nn.Conv2d, nn.Linear))
+
+
+def per_example_weights(
+    model: nn.Module, inputs: Tensor, targets: Tensor, mode: str, loss_fn: LossFn | None, mods: list
+) -> dict[str, Tensor]:
+    names = {id(m.weight): n for n, m in mods}
+    pname = {id(p): n for n, p in model.named_parameters()}
+    got = per_example_gradients(model, inputs, targets, mode, loss_fn, params=[m.weight for _, m in mods])
+    return {names[id(m.weight)]: got[pname[id(m.weight)]] for _, m in mods}
