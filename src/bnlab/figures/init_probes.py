@@ -1,11 +1,13 @@
 """Figures of the probes at initialization: probe tables/arrays in (one per label, e.g. {"BN": …,
-"no BN": …}), a matplotlib Figure out. No torch, no pyplot state.
+"no BN": …}), a matplotlib Figure out. No torch, no pyplot state, no file reading.
 
-- `gradient_histograms`     Fig. 2: histogram of one layer's gradient entries per label, side by side, own axes.
+- `gradient_histograms`     Fig. 2: histogram of one layer's gradient entries per label, each on its own axes.
 - `kernel_alignment_bars`   Table 1 as bars: sum_abs / abs_sum per layer, one panel per reduction, log scale.
 - `depth_profile`           Fig. 5: log10 |channel mean| and log10 channel std vs depth, ± spread over channels.
-- `logit_gradient_heatmaps` Fig. 6: ∂L/∂z, images × classes, per label (own symmetric colour scale).
+- `logit_gradient_heatmaps` Fig. 6: ∂L/∂z, images × classes, per label (own symmetric colour scale), with the
+                            top-class share per label as bars when given.
 - `normalized_spectra`      E9: σ_i² / Σσ² per layer and label, log scale.
+- `variance_by_layer`       E9b: intra-layer and intra-minibatch gradient variance per layer and label.
 """
 
 from __future__ import annotations
@@ -44,23 +46,72 @@ def _layer_label(t: pd.DataFrame) -> pd.Series:
     return t.apply(lambda r: str(r["paper_layer"]) if pd.notna(r["paper_layer"]) else str(r["layer"]), axis=1)
 
 
+def rebinned(parts: Sequence[Arrays], layer: str, kind: str = "hist") -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of `layer`'s histogram pooled over several minibatches' arrays (each with its own
+    edges) on one common grid: each bin's count is placed at its centre (approximate by at most half a bin)."""
+    have = [p for p in parts if f"{layer}/{kind}_counts" in p and f"{layer}/{kind}_edges" in p]
+    if not have:
+        raise UserError(f"no {kind} histogram arrays for layer {layer}; pass gradient_histogram's arrays")
+    if len(have) == 1:
+        return np.asarray(have[0][f"{layer}/{kind}_counts"], float), np.asarray(
+            have[0][f"{layer}/{kind}_edges"], float
+        )
+    centres = [(p[f"{layer}/{kind}_edges"][:-1] + p[f"{layer}/{kind}_edges"][1:]) / 2 for p in have]
+    counts = [np.asarray(p[f"{layer}/{kind}_counts"], float) for p in have]
+    allc = np.concatenate(centres)
+    edges = np.linspace(allc.min(), allc.max(), len(centres[0]) + 1)
+    hist, _ = np.histogram(allc, bins=edges, weights=np.concatenate(counts))
+    return hist, edges
+
+
 def gradient_histograms(
-    arrays: Mapping[str, Arrays], layer: str, *, magnitude: bool = False, note: str | None = None
+    arrays: Mapping[str, Arrays | Sequence[Arrays]],
+    layer: str | Mapping[str, str],
+    *,
+    magnitude: bool = False,
+    cells: Mapping[str, tuple[int, int]] | None = None,
+    titles: Mapping[str, str] | None = None,
+    text: Mapping[str, str] | None = None,
+    colors: Mapping[str, str] | None = None,
+    note: str | None = None,
 ) -> Figure:
-    """One panel per label (each with its own axes: BN and no-BN scales differ ~100×) of `layer`'s
-    gradient-entry histogram from gradient_histogram's arrays; `magnitude=True` plots log10 |g| bins."""
-    fig = Figure(figsize=(4.2 * len(arrays), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(arrays), squeeze=False)[0]
+    """Fig. 2: one panel per label (each with its own axes: BN and no-BN scales differ ~100×) of `layer`'s
+    gradient-entry histogram from gradient_histogram's arrays; `magnitude=True` plots log10 |g| bins.
+
+    A label's value may be several minibatches' arrays (a sequence): re-binned onto one grid (`rebinned`);
+    an empty sequence draws "no histogram arrays". `layer`: one module name, or one per label. `cells`:
+    label -> (row, column) of its panel (default: one row); `titles` (default "label: layer"), `text` (a
+    corner annotation) and `colors`: per label."""
+    labels = list(arrays)
+    where = dict(cells) if cells is not None else {lab: (0, i) for i, lab in enumerate(labels)}
+    nrows = 1 + max((r for r, _ in where.values()), default=0)
+    ncols = 1 + max((c for _, c in where.values()), default=0)
+    fig = Figure(figsize=(4.2 * ncols, 3.4 if nrows == 1 else 2.9 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     kind = "log10" if magnitude else "hist"
-    for ax, (label, arr) in zip(axes, arrays.items()):
-        counts = _key(arr, f"{layer}/{kind}_counts", label)
-        edges = _key(arr, f"{layer}/{kind}_edges", label)
-        ax.stairs(counts, edges, fill=True, alpha=0.8)
-        ax.set_title(f"{label}: {layer}")
+    for label in labels:
+        ax = axes[where[label]]
+        lay = layer if isinstance(layer, str) else layer[label]
+        arr = arrays[label]
+        parts = [arr] if isinstance(arr, Mapping) else list(arr)
+        if not parts:
+            ax.text(0.5, 0.5, "no histogram arrays", ha="center", transform=ax.transAxes)
+            continue
+        for p in parts:
+            _key(p, f"{lay}/{kind}_counts", label)
+        counts, edges = rebinned(parts, lay, kind)
+        ax.stairs(counts, edges, fill=True, alpha=0.85, color=(colors or {}).get(label))
+        ax.set_title((titles or {}).get(label, f"{label}: {lay}"), fontsize=8)
+        if label in (text or {}):
+            ax.text(0.98, 0.95, (text or {})[label], ha="right", va="top", transform=ax.transAxes, fontsize=7)
         ax.set_xlabel("log10 |∂L/∂K|" if magnitude else "∂L/∂K")
         ax.set_ylabel("count")
         if not magnitude:
             ax.set_yscale("symlog", linthresh=1)
+    used = set(where.values())
+    for idx in np.ndindex(nrows, ncols):
+        if idx not in used:
+            axes[idx].axis("off")
     _note(fig, note)
     return fig
 
@@ -118,18 +169,43 @@ def depth_profile(tables: Mapping[str, pd.DataFrame], *, note: str | None = None
     return fig
 
 
-def logit_gradient_heatmaps(arrays: Mapping[str, Arrays], *, note: str | None = None) -> Figure:
-    """∂L/∂z (images × classes) from output_bias's `dL_dz`, one panel per label, symmetric colour scale."""
-    fig = Figure(figsize=(3.2 * len(arrays), 5.0), layout="constrained")
-    axes = fig.subplots(1, len(arrays), squeeze=False)[0]
-    for ax, (label, arr) in zip(axes, arrays.items()):
+def logit_gradient_heatmaps(
+    arrays: Mapping[str, Arrays],
+    *,
+    top_class_share: Mapping[str, float] | None = None,
+    note: str | None = None,
+) -> Figure:
+    """Fig. 6: ∂L/∂z (images × classes) from output_bias's `dL_dz`, one panel per label, symmetric colour
+    scale; with `top_class_share` (label -> share of images predicted as the most frequent class) a bar
+    panel underneath, with the uniform share 1/K (K = classes) dashed."""
+    if not arrays and not top_class_share:
+        raise UserError("nothing to draw: pass output_bias's arrays (dL_dz) or top-class shares")
+    n = max(len(arrays), 1)
+    shares = dict(top_class_share or {})
+    fig = Figure(figsize=(max(8.0, 2.0 * n), 7.0) if shares else (3.2 * n, 5.0), layout="constrained")
+    gs = fig.add_gridspec(2 if shares else 1, n, height_ratios=[2.2, 1.0] if shares else None)
+    heat = [fig.add_subplot(gs[0, i]) for i in range(n)]
+    classes = None
+    for ax, (label, arr) in zip(heat, arrays.items()):
         dz = _key(arr, "dL_dz", label)
-        lim = float(np.abs(dz).max()) or 1.0
+        classes = dz.shape[1] if dz.ndim == 2 else classes
+        lim = (float(np.nanmax(np.abs(dz))) if np.isfinite(dz).any() else 0.0) or 1.0
         im = ax.imshow(dz, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-        ax.set_title(label)
+        ax.set_title(label.replace(", ", "\n"), fontsize=8)
         ax.set_xlabel("class")
-        ax.set_ylabel("image")
+        ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.8, label="∂L/∂z")
+    heat[0].set_ylabel("image")
+    if shares:
+        ax = fig.add_subplot(gs[1, :])
+        pos = np.arange(len(shares))
+        ax.bar(pos, list(shares.values()), color=[f"C{i % 8}" for i in range(len(shares))])
+        ax.set_xticks(pos, list(shares), rotation=20, ha="right", fontsize=7)
+        if classes:
+            ax.axhline(1 / classes, color="0.4", ls="--", lw=0.8)
+            ax.text(0, 1 / classes + 0.02, "uniform (1/K)", fontsize=7, color="0.4")
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("top-class share")
     _note(fig, note)
     return fig
 
@@ -156,5 +232,31 @@ def normalized_spectra(
         ax.set_xlabel("index i")
         ax.set_ylabel("σ_i² / Σσ²")
         ax.legend(fontsize=8)
+    _note(fig, note)
+    return fig
+
+
+def variance_by_layer(tables: Mapping[str, pd.DataFrame], *, note: str | None = None) -> Figure:
+    """gradient_variance: variance across a layer's entries and across the minibatch, per layer (x = paper
+    layer where known, else the layer's index), one line per label, log y. Rows with values <= 0 or not
+    finite are the caller's to drop (a log axis)."""
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    titles = {
+        "intra_layer": "variance across a layer's entries",
+        "intra_batch": "variance across the minibatch",
+    }
+    for ax, (metric, title) in zip(axes, titles.items()):
+        for label, table in tables.items():
+            t = _rows(table, "gradient_variance", label)
+            g = t[t["metric"] == metric]
+            known = "paper_layer" in g.columns and g["paper_layer"].notna().all()
+            x = g["paper_layer"].astype(float).to_numpy() if known else np.arange(len(g))
+            ax.plot(x, g["value"].to_numpy(float), marker="o", label=str(label))
+        ax.set_yscale("log")
+        ax.set_xlabel("paper layer")
+        ax.set_title(title)
+        ax.legend()
+    axes[0].set_ylabel("gradient variance")
     _note(fig, note)
     return fig
