@@ -4,7 +4,7 @@ Public entry points (imported lazily, so `import bnlab` is cheap and has no side
     bnlab.build_model(**model_cfg) -> nn.Module
     bnlab.train(config, runs_root) -> Path of the run directory
     bnlab.load_runs(root) / bnlab.load_probes(root, probe) -> pandas.DataFrame
-    bnlab.rmt, bnlab.probes  (subpackages)
+    bnlab.rmt, bnlab.probes, bnlab.tasks, ...  (subpackages, imported on first use)
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ _SUBPACKAGES = {
     "data",
     "training",
     "store",
-    "experiments",
+    "tasks",
+    "analyses",
     "figures",
     "report",
     "sweeps",

@@ -114,6 +114,9 @@ def test_train_status_export_probe(tmp_path):
         ["probe", "output_bias", "--out", "x.txt"],
         ["ls", "widgets"],
         ["frobnicate"],
+        ["train", "--set", "task=max_lr", "--set", "task_options.step=300", "--dry-run"],
+        ["sweep", "E11a", "--dry-run", "--set", "task_options.step=300"],
+        ["train", "--set", "model.init.conv=magic", "--dry-run"],
     ],
 )
 def test_bad_input_is_one_sentence_exit_2(argv, tmp_path):
@@ -125,3 +128,8 @@ def test_bad_input_is_one_sentence_exit_2(argv, tmp_path):
 def test_sweep_dry_run_prints_the_plan():
     code, _, err = cli("sweep", "E6", "--profile", "smoke", "--dry-run", "--runs", "/tmp/bnlab-never-created")
     assert code == 0 and "plan: profile smoke" in err and "E6" in err
+
+
+def test_a_misspelt_task_option_names_the_valid_ones():
+    code, _, err = cli("sweep", "E11a", "--dry-run", "--set", "task_options.step=300")
+    assert code == 2 and "task_options.step" in err and "steps" in err, err
