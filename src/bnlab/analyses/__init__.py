@@ -26,9 +26,10 @@ from types import ModuleType
 from typing import Any
 
 from bnlab.analyses.spec import Spec, builtin_dir
+from bnlab.config import apply_overrides
 from bnlab.errors import UserError
 
-__all__ = ["analysis", "grid_values", "module_name"]
+__all__ = ["analysis", "grid_values", "module_name", "probe_options"]
 REQUIRED = ("quantities", "FIGURES", "fake_runs")
 
 
@@ -83,3 +84,12 @@ def grid_values(spec: Spec, key: str, profile: str | None = None) -> list[Any]:
             i = parts.index(key)
             return [v[i] for v in values]
     raise KeyError(f"{spec.id} has no grid axis {key!r} (axes: {', '.join(grid) or 'none'})")
+
+
+def probe_options(spec: Spec, name: str, profile: str | None) -> dict[str, Any]:
+    """The `options` of probe `name` in the spec's config under `profile` (its `set` may replace `probes`)."""
+    raw = apply_overrides(spec.base, spec.profile(profile).set) if profile else spec.base
+    for p in raw.get("probes", []) or []:
+        if p.get("name") == name:
+            return dict(p.get("options") or {})
+    raise KeyError(f"{spec.id} runs no probe {name!r} under profile {profile}")

@@ -7,29 +7,19 @@ layer 55); the numbers are read at the measured layer nearest to it (a shallower
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bnlab.analyses import probe_options
 from bnlab.analyses.fake import FakeRoot, probe
 from bnlab.analyses.select import NAN, mean, need_runs, norm_rank, prefer, ratio
 from bnlab.analyses.spec import Spec, find_specs
-from bnlab.config import apply_overrides
 from bnlab.figures.init_probes import gradient_histograms
 from bnlab.store.runset import NORM_NAMES, RunSet, split_batches
 
 PROBE = "gradient_histogram"
-
-
-def probe_options(spec: Spec, name: str, profile: str | None) -> dict[str, Any]:
-    """The `options` of probe `name` in the spec's config under `profile` (its `set` may replace `probes`)."""
-    raw = apply_overrides(spec.base, spec.profile(profile).set) if profile else spec.base
-    for p in raw.get("probes", []) or []:
-        if p.get("name") == name:
-            return dict(p.get("options") or {})
-    raise KeyError(f"{spec.id} runs no probe {name!r} under profile {profile}")
 
 
 def probe_layer(spec: Spec, profile: str | None) -> int | str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bnlab.analyses.e03_grad_histogram import probe_options
+from bnlab.analyses import probe_options
 from bnlab.analyses.fake import FakeRoot, probe
 from bnlab.analyses.select import NAN, median, need_runs, ratio
 from bnlab.analyses.spec import Spec, find_specs
