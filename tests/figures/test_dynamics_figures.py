@@ -12,11 +12,7 @@ from torch import nn
 
 from bnlab.errors import UserError
 from bnlab.figures.dynamics import channel_heatmaps, lambda_lr_figure, noise_vs_scale, step_size_curves
-from bnlab.probes.context import ProbeContext
-from bnlab.probes.diverging import diverging_step
-from bnlab.probes.hessian import hessian_top_eig
-from bnlab.probes.noise import sgd_noise
-from bnlab.probes.step_size import step_size_scan
+from bnlab.probes import ProbeContext, diverging_step, hessian_top_eig, sgd_noise, step_size_scan
 
 
 def tiny(norm: bool) -> nn.Module:
@@ -72,7 +68,7 @@ def test_noise_vs_scale_and_lambda_lr() -> None:
     for lr in (0.01, 0.1):
         for step in (0, 5):
             model = tiny(False)
-            t = sgd_noise(model, batches(), ctx=ProbeContext(lr=lr), per_example="eval", micro_batch=2).table
+            t = sgd_noise(model, batches(), ctx=ProbeContext(lr=lr), per_example="running", micro_batch=2).table
             frames.append(t.assign(label="no BN", run_id=f"lr{lr}", step=step))
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
             h = hessian_top_eig(model, batches(1), ctx=ProbeContext(optimizer=opt, lr=lr)).table

@@ -104,7 +104,7 @@ def test_write_probe_replaces_same_step(tmp_path):
     root = tmp_path
     tmp_path = root / "run1"
     r = ProbeResult.from_rows(
-        [{"probe": "p", "layer": "a", "metric": "m", "value": 1.0}], {"x": np.arange(3)}, norm_mode="none"
+        [{"probe": "p", "layer": "a", "metric": "m", "value": 1.0}], {"x": np.arange(3)}, norm_stats="none"
     )
     write_probe(tmp_path, "p", r, step=0)
     write_probe(tmp_path, "p", r, step=0)
@@ -112,7 +112,7 @@ def test_write_probe_replaces_same_step(tmp_path):
     (tmp_path / "config.yaml").write_text("{}")
     df = load_probes(root, "p")
     assert sorted(df["step"].tolist()) == [0, 5]
-    assert df["norm_mode"].iloc[0] == "none"
+    assert df["norm_stats"].iloc[0] == "none"
     with np.load(tmp_path / "probes" / "p.npz") as z:
         assert set(z.files) == {"step0/x", "step5/x"}
     assert isinstance(df, pd.DataFrame)

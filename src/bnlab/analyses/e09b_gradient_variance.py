@@ -77,7 +77,7 @@ def fake_runs(root: Path, profile: str) -> str:
                 "layer": f"conv{i}",
                 "paper_layer": pl,
                 "norm_stats": norm,
-                "per_example": opts.get("per_example", "coupled"),
+                "per_example": opts.get("per_example", "batch"),
             }
             for i, pl in enumerate(layers)
             for m, v in (("intra_layer", 1e-3), ("intra_batch", 1e-2))

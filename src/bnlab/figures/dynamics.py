@@ -148,7 +148,7 @@ def channel_heatmaps(
 
 def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str | None = None) -> Figure:
     """E2: measured noise E‖α(g_B − g)‖² against α²/|B| (error bars: standard errors), and the per-example
-    bound α²C/|B| where measured ("no-BN, or frozen/eval statistics only"), log-log, one colour per `hue`.
+    bound α²C/|B| where measured ("no-BN, or frozen/running statistics only"), log-log, one colour per `hue`.
 
     table: sgd_noise rows of one or many runs/steps (the columns that tell measurements apart, e.g.
     run_id and step, are kept as they are)."""
@@ -170,7 +170,7 @@ def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str 
                 ls="--",
                 marker="x",
                 color=line[0].get_color(),
-                label=f"{name}α²C/|B| (no-BN, or frozen/eval statistics only)",
+                label=f"{name}α²C/|B| (no-BN, or frozen/running statistics only)",
             )
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -167,8 +167,13 @@ def _watermark(fig: matplotlib.figure.Figure) -> None:
 
 
 def render_figure(
-    name: str, fn: Callable[[RunSet, Spec], matplotlib.figure.Figure], runs: RunSet, spec: Spec, out: Path,
-    stem: str, smoke: bool,
+    name: str,
+    fn: Callable[[RunSet, Spec], matplotlib.figure.Figure],
+    runs: RunSet,
+    spec: Spec,
+    out: Path,
+    stem: str,
+    smoke: bool,
 ) -> FigureOut:
     """Draw one figure under the bnlab style into out/<stem>.{png,pdf}; an exception becomes `error`."""
     doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
@@ -208,7 +213,9 @@ def measure(spec: Spec, runs: RunSet) -> tuple[dict[str, float], list[str]]:
     extra = sorted(set(q) - set(declared))
     missing = sorted(set(declared) - set(q))
     if extra:
-        notes.append(f"the analysis returned undeclared quantities (add them to the spec): {', '.join(extra)}")
+        notes.append(
+            f"the analysis returned undeclared quantities (add them to the spec): {', '.join(extra)}"
+        )
     if missing:
         notes.append(f"the analysis did not return: {', '.join(missing)}")
     return q, notes + runs.notes
