@@ -67,7 +67,7 @@ def spectra(
                 rows.append(dict(key, metric="hist_density", value=e, bin_left=lo, bin_right=hi))
                 rows.append(dict(key, metric="theory_density", value=t, bin_left=lo, bin_right=hi))
             arrays[f"{dist}/m{m}/sq_singular_values"] = sq.reshape(-1)
-    return ProbeResult.from_rows(rows, arrays, norm_mode="none")
+    return ProbeResult.from_rows(rows, arrays, norm_stats="none")
 
 
 def lyapunov(
@@ -110,7 +110,7 @@ def lyapunov(
                     )
                 rows.append(dict(key, metric="slope", value=lam[0] - lam[-1], closed_form=th[0] - th[-1]))
                 arrays[f"{dist}/{product}/seed{seed}"] = lam
-    return ProbeResult.from_rows(rows, arrays, norm_mode="none")
+    return ProbeResult.from_rows(rows, arrays, norm_stats="none")
 
 
 def condition(
@@ -152,7 +152,7 @@ def condition(
                 rows.append(
                     dict(key, metric="naive_departure", value=float(ds[off[0]]) if off.size else np.nan)
                 )
-    return ProbeResult.from_rows(rows, norm_mode="none")
+    return ProbeResult.from_rows(rows, norm_stats="none")
 
 
 def normalized(
@@ -178,7 +178,7 @@ def normalized(
                     dict(key, metric="ln_kappa", value=float(np.log(s[0] / s[-1])) if s[-1] > 0 else np.inf)
                 )
                 rows.append(dict(key, metric="rank", value=float(rank)))
-    return ProbeResult.from_rows(rows, norm_mode="none")
+    return ProbeResult.from_rows(rows, norm_stats="none")
 
 
 def random_mlp(width: int, depth: int, activation: str = "linear", bn: bool = False, seed: int = 0):  # noqa: ANN201
@@ -228,6 +228,7 @@ def mlp_jacobians(
     """
     import torch
 
+    from bnlab.probes.norm_stats import resolve_norm_stats
     from bnlab.rmt.jacobian import dense_jacobian
 
     gen = torch.Generator().manual_seed(seed + 1)
@@ -281,4 +282,4 @@ def mlp_jacobians(
                     rows.append(
                         dict(key, metric="ln_kappa_exact_product", value=prod.log_cond(), resolved=1.0)
                     )
-    return ProbeResult.from_rows(rows, norm_mode="batch_stats" if mode == "batch" else "running_stats")
+    return ProbeResult.from_rows(rows, norm_stats=resolve_norm_stats(mode, "mode"))
