@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from bnlab.errors import UserError
-from bnlab.rmt.jacobian import dense_jacobian, golub_kahan, jacobian_spectrum
+from bnlab.probes.jacobians import dense_jacobian, golub_kahan, jacobian_spectrum
 
 
 def mlp(width: int = 16, bn: bool = True, act: type[nn.Module] = nn.Tanh, seed: int = 0) -> nn.Sequential:

@@ -1,7 +1,7 @@
 """jacobian_spectrum (E10 on a real network): singular values of the per-example Jacobian between two layers.
 
 J_i = d h_to[i] / d h_from[i]; the computation (dense basis sweep or Golub-Kahan-Lanczos) is
-`bnlab.rmt.jacobian.jacobian_spectrum`, which this probe wraps as a (model, batch) measurement; statistics
+`bnlab.probes.jacobians.jacobian_spectrum` (also `bnlab.rmt.jacobian_spectrum`), which this probe wraps as a (model, batch) measurement; statistics
 modes come from `bnlab.probes.norm_stats` (batch renorm, frozen and ghost batch norm included).
 """
 
@@ -13,6 +13,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from bnlab.probes.capture import LossFn, paper_layer_map, paper_layer_of
+from bnlab.probes.jacobians import jacobian_spectrum as spectrum
 from bnlab.probes.norm_stats import NormStats
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
@@ -45,8 +46,6 @@ def jacobian_spectrum(
     "output"); arrays `top`, `bottom` (examples × k), `examples`; attrs: from_layer, to_layer, method,
     d_in, d_out, krylov_dim, exact.
     """
-    from bnlab.rmt.jacobian import jacobian_spectrum as spectrum  # rmt imports probes: import on use
-
     res = spectrum(
         model,
         inputs,

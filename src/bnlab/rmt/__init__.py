@@ -31,9 +31,9 @@ from bnlab.rmt.theory import (
 )
 
 _LAZY = {
-    "jacobian_spectrum": ("bnlab.rmt.jacobian", "jacobian_spectrum"),
-    "JacobianSpectrum": ("bnlab.rmt.jacobian", "JacobianSpectrum"),
-    "dense_jacobian": ("bnlab.rmt.jacobian", "dense_jacobian"),
+    "jacobian_spectrum": ("bnlab.probes.jacobians", "jacobian_spectrum"),
+    "JacobianSpectrum": ("bnlab.probes.jacobians", "JacobianSpectrum"),
+    "dense_jacobian": ("bnlab.probes.jacobians", "dense_jacobian"),
 }
 
 __all__ = [

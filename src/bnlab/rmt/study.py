@@ -229,7 +229,7 @@ def mlp_jacobians(
     import torch
 
     from bnlab.probes.norm_stats import resolve_norm_stats
-    from bnlab.rmt.jacobian import dense_jacobian
+    from bnlab.probes.jacobians import dense_jacobian
 
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(batch, width, generator=gen, dtype=torch.float64)
