@@ -21,7 +21,7 @@ from bnlab.probes.capture import (
 )
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
-from bnlab.probes.result import ProbeResult
+from bnlab.probes.result import ProbeResult, metric_rows
 
 
 def block_modules(model: nn.Module, modules: Iterable[str | nn.Module] | None) -> list[tuple[str, nn.Module]]:
@@ -137,14 +137,5 @@ def activation_moments(
             "log10_std": ls.mean(),
             "log10_std_sd": ls.std(),
         }
-        for metric, value in values.items():
-            rows.append(
-                {
-                    "probe": "activation_moments",
-                    "layer": n,
-                    "paper_layer": paper_layer_of(n, paper),
-                    "metric": metric,
-                    "value": float(value),
-                }
-            )
+        rows += metric_rows("activation_moments", n, paper_layer_of(n, paper), values)
     return ProbeResult.from_rows(rows, arrays, norm_stats=stats)

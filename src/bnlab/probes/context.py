@@ -22,3 +22,10 @@ class ProbeContext:
     config: Any = None  # bnlab.config.Config of the run, when there is one
     loss_fn: Any = None  # None: mean cross-entropy
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def step_lr(self) -> float | None:
+        """The lr of the coming step: `lr`, else the optimizer's first parameter group's, else None."""
+        if self.lr is None and self.optimizer is not None:
+            return float(self.optimizer.param_groups[0]["lr"])
+        return self.lr

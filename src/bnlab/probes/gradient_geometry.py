@@ -33,14 +33,14 @@ from bnlab.probes.context import ProbeContext
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
-from bnlab.probes.step_size_scan import default_etas
+from bnlab.probes.step_size_scan import eta_grid
 from bnlab.probes.update import (
     Params,
     batch_gradient,
     detached_params,
-    displaced,
     dot,
     loss_at,
+    losses_along,
     update_direction,
 )
 
@@ -111,10 +111,8 @@ def gradient_geometry(
         raise UserError(
             f"gradient_geometry needs at least 2 minibatches for the mean gradient, got {len(batches)}"
         )
-    grid = default_etas() if etas is None else np.asarray(list(etas), dtype=float)
-    lr = ctx.lr
-    if lr is None and ctx.optimizer is not None:
-        lr = float(ctx.optimizer.param_groups[0]["lr"])
+    grid = eta_grid(etas)
+    lr = ctx.step_lr
     rows: list[dict] = []
     arrays: dict[str, np.ndarray] = {"eta": grid}
     paper = paper_layer_map(model)
@@ -193,9 +191,7 @@ def gradient_geometry(
         u, r = filter_normalized_directions(base, {n: -t for n, t in mean_g.items()}, seed)
         ug, _ = filter_normalized_directions(base, {n: -t for n, t in grads[batch_index].items()}, seed)
         for dname, d in (("mean_gradient", u), ("gradient", ug), ("random_orthogonal", r)):
-            losses = np.array(
-                [loss_at(model, x, y, displaced(base, d, float(eta)), ctx.loss_fn) for eta in grid]
-            )
+            losses = losses_along(model, x, y, base, d, grid, ctx.loss_fn)
             arrays[f"slice_{dname}"] = losses
             for eta, loss in zip(grid, losses):
                 common = {

@@ -12,7 +12,7 @@ from bnlab.errors import UserError
 from bnlab.probes.capture import LossFn, guard, paper_layer_map
 from bnlab.probes.norm_stats import NormStats, norm_stats_label, norm_stats_mode, resolve_norm_stats
 from bnlab.probes.registry import register_probe
-from bnlab.probes.result import ProbeResult
+from bnlab.probes.result import ProbeResult, metric_rows
 from bnlab.probes.weight_grads import batch_weight_grads, per_example_weights, weight_layers
 
 # statistics on a flat sample (float64)
@@ -114,16 +114,7 @@ def gradient_histogram(
     rows, arrays = [], {}
     for n, parts in samples.items():
         v = torch.cat([p.reshape(-1) for p in parts]).detach().double().cpu().numpy()
-        for metric, value in tail_metrics(v).items():
-            rows.append(
-                {
-                    "probe": "gradient_histogram",
-                    "layer": n,
-                    "paper_layer": paper.get(n),
-                    "metric": metric,
-                    "value": value,
-                }
-            )
+        rows += metric_rows("gradient_histogram", n, paper.get(n), tail_metrics(v))
         for key, arr in histograms(v, bins, log_bins).items():
             arrays[f"{n}/{key}"] = arr
     return ProbeResult.from_rows(

@@ -12,7 +12,8 @@ from bnlab.errors import UserError
 from bnlab.probes.capture import LossFn, forward_captured, guard, loss_value, paper_layer_map, select_layers
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
-from bnlab.probes.result import ProbeResult
+from bnlab.probes.result import ProbeResult, metric_rows
+from bnlab.probes.weight_grads import weight_grads
 
 
 def spectrum_metrics(s: np.ndarray) -> dict[str, float]:
@@ -49,27 +50,16 @@ def gradient_spectrum(
     mods = select_layers(model, layers, (nn.Conv2d,))
     with guard(model), norm_stats_mode(model, norm_stats) as stats:
         cap, out = forward_captured(model, inputs, mods)
-        loss = loss_value(out, targets, loss_fn)
-        grads = torch.autograd.grad(loss, [m.weight for _, m in mods], allow_unused=True)
+        grads = weight_grads(loss_value(out, targets, loss_fn), mods)
     paper = paper_layer_map(model)
     rows, arrays = [], {}
-    for (n, m), g in zip(mods, grads):
-        gm = (g if g is not None else torch.zeros_like(m.weight)).detach().reshape(m.out_channels, -1)
+    for n, m in mods:
+        gm = grads[n].detach().reshape(m.out_channels, -1)
         act = (cap.inputs[n] if activation == "input" else cap.outputs[n].detach()).transpose(0, 1)
         a = act.reshape(act.shape[0], -1)
         a = a - a.mean(1, keepdim=True)
         for kind, mat in (("gradient", gm), ("activation", a)):
             s = torch.linalg.svdvals(mat.double()).cpu().numpy()
             arrays[f"{n}/{kind}_sv"] = s
-            for metric, value in spectrum_metrics(s).items():
-                rows.append(
-                    {
-                        "probe": "gradient_spectrum",
-                        "layer": n,
-                        "paper_layer": paper.get(n),
-                        "matrix": kind,
-                        "metric": metric,
-                        "value": value,
-                    }
-                )
+            rows += metric_rows("gradient_spectrum", n, paper.get(n), spectrum_metrics(s), matrix=kind)
     return ProbeResult.from_rows(rows, arrays, norm_stats=stats, activation=activation)

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from bnlab.probes.capture import LossFn, guard, paper_layer_map
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode, resolve_norm_stats
 from bnlab.probes.registry import register_probe
-from bnlab.probes.result import ProbeResult
+from bnlab.probes.result import ProbeResult, metric_rows
 from bnlab.probes.weight_grads import batch_weight_grads, per_example_weights, weight_layers
 
 
@@ -41,14 +41,5 @@ def gradient_variance(
             "intra_layer": float(g.var(correction=0)),
             "intra_batch": float(pe.var(0, correction=0).mean()),
         }
-        for metric, value in values.items():
-            rows.append(
-                {
-                    "probe": "gradient_variance",
-                    "layer": n,
-                    "paper_layer": paper.get(n),
-                    "metric": metric,
-                    "value": value,
-                }
-            )
+        rows += metric_rows("gradient_variance", n, paper.get(n), values)
     return ProbeResult.from_rows(rows, {}, norm_stats=stats, per_example=per_example)

@@ -147,9 +147,7 @@ def hessian_top_eig(
             dtype=params[0].dtype,
         )
     beta, nesterov = optimizer_momentum(ctx.optimizer)
-    lr = ctx.lr
-    if lr is None and ctx.optimizer is not None:
-        lr = float(ctx.optimizer.param_groups[0]["lr"])
+    lr = ctx.step_lr
     limit = stability_limit(beta, nesterov)
     lam_lr = lam * lr if lr is not None else float("nan")
     threshold = limit / lr if lr else float("nan")

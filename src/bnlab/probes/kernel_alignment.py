@@ -24,7 +24,7 @@ from bnlab.probes.capture import (
 from bnlab.probes.conv import Scratch, batch_abs_sum, conv_input, spatial_abs_sum, weight_grad
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
-from bnlab.probes.result import ProbeResult
+from bnlab.probes.result import ProbeResult, metric_rows
 
 REDUCES = ("spatial", "batch", "all")
 
@@ -104,17 +104,7 @@ def kernel_alignment(
                 abs_sum = sums[r]
             ratio = sum_abs / abs_sum if abs_sum > 0 else float("inf")
             values = {"sum_abs": sum_abs, "abs_sum": abs_sum, "ratio": ratio, **extra}
-            for metric, value in values.items():
-                rows.append(
-                    {
-                        "probe": "kernel_alignment",
-                        "layer": n,
-                        "paper_layer": paper.get(n),
-                        "reduce": r,
-                        "metric": metric,
-                        "value": float(value),
-                    }
-                )
+            rows += metric_rows("kernel_alignment", n, paper.get(n), values, reduce=r)
     return ProbeResult.from_rows(rows, {}, norm_stats=stats)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,16 @@ import pandas as pd
 COLUMNS = ["probe", "layer", "paper_layer", "metric", "value"]
 # the pre-0.x attribute norm_mode and its values, accepted by from_rows with a DeprecationWarning
 _OLD_NORM_MODE = {"batch_stats": "batch", "running_stats": "running", "none": "none"}
+
+
+def metric_rows(
+    probe: str, layer: str, paper_layer: int | None, values: Mapping[str, object], **keys: object
+) -> list[dict]:
+    """One layer's table rows: one per metric of `values`, with the probe's key columns `keys` (e.g. reduce=)."""
+    return [
+        {"probe": probe, "layer": layer, "paper_layer": paper_layer, **keys, "metric": m, "value": v}
+        for m, v in values.items()
+    ]
 
 
 @dataclass

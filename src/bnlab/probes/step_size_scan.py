@@ -19,7 +19,7 @@ from bnlab.probes.context import ProbeContext
 from bnlab.probes.norm_stats import NormStats, norm_stats_mode
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
-from bnlab.probes.update import batch_gradient, detached_params, displaced, loss_at, update_direction
+from bnlab.probes.update import batch_gradient, detached_params, losses_along, update_direction
 
 DIRECTIONS = ("gradient", "update")
 
@@ -27,6 +27,11 @@ DIRECTIONS = ("gradient", "update")
 def default_etas(lo: float = 1e-5, hi: float = 1.0, n: int = 25) -> np.ndarray:
     """Log-spaced step sizes; Fig. 3 spans ~1e-5 … 0.2."""
     return np.logspace(np.log10(lo), np.log10(hi), n)
+
+
+def eta_grid(etas: Sequence[float] | None) -> np.ndarray:
+    """The step sizes of a probe's `etas=` option as floats (default: `default_etas()`)."""
+    return default_etas() if etas is None else np.asarray(list(etas), dtype=float)
 
 
 @register_probe("step_size_scan", kind="data")
@@ -50,7 +55,7 @@ def step_size_scan(
         raise UserError(f"unknown step_size_scan directions {bad}; choose from {list(DIRECTIONS)}")
     if not batches:
         raise UserError("step_size_scan needs at least one (inputs, targets) batch")
-    grid = default_etas() if etas is None else np.asarray(list(etas), dtype=float)
+    grid = eta_grid(etas)
     if grid.size == 0 or np.any(grid < 0):
         raise UserError("step_size_scan etas must be a non-empty list of non-negative step sizes")
     x, y = batches[batch_index]
@@ -70,9 +75,7 @@ def step_size_scan(
             else:
                 dirs[d] = update_direction(ctx.optimizer, model, grads)
         for d, vec in dirs.items():
-            losses = np.array(
-                [loss_at(model, x, y, displaced(base, vec, -float(eta)), ctx.loss_fn) for eta in grid]
-            )
+            losses = losses_along(model, x, y, base, vec, -grid, ctx.loss_fn)  # θ − η·d
             ratio = losses / loss0
             arrays[f"ratio_{d}"] = ratio
             arrays[f"loss_{d}"] = losses

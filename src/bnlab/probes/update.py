@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -48,6 +49,19 @@ def loss_at(model: nn.Module, x: Tensor, y: Tensor, params: Params, loss_fn: Los
 def displaced(base: Params, direction: Params, eta: float) -> Params:
     """θ + η·d for the parameters that d covers (missing entries of d: zero)."""
     return {n: (p + eta * direction[n]) if n in direction else p for n, p in base.items()}
+
+
+def losses_along(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    base: Params,
+    direction: Params,
+    etas: np.ndarray,
+    loss_fn: LossFn | None,
+) -> np.ndarray:
+    """L_B(θ + η·d) for each η of `etas` (a loss slice through `base` along `direction`)."""
+    return np.array([loss_at(model, x, y, displaced(base, direction, float(eta)), loss_fn) for eta in etas])
 
 
 def flat(t: Params, names: list[str] | None = None) -> Tensor:

@@ -20,7 +20,11 @@ def batch_weight_grads(
     mods: list[tuple[str, nn.Module]],
 ) -> dict[str, Tensor]:
     """∂L/∂weight of each module for the mean loss of this batch (model already in its statistics mode)."""
-    loss = loss_value(model(inputs), targets, loss_fn)
+    return weight_grads(loss_value(model(inputs), targets, loss_fn), mods)
+
+
+def weight_grads(loss: Tensor, mods: list[tuple[str, nn.Module]]) -> dict[str, Tensor]:
+    """∂loss/∂weight of each module, keyed by module name (zeros where the loss does not depend on it)."""
     grads = torch.autograd.grad(loss, [m.weight for _, m in mods], allow_unused=True)
     return {n: (g if g is not None else torch.zeros_like(m.weight)) for (n, m), g in zip(mods, grads)}
 

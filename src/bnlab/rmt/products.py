@@ -253,6 +253,20 @@ class GradedProduct:
         return self.log_norm() + self.log_inv_norm()
 
 
+class _ExplicitProduct:
+    """The product held as one matrix, ln kappa from numpy's SVD: loses precision once kappa passes ~1e16."""
+
+    def __init__(self, n: int):
+        self.p = np.eye(n)
+
+    def push(self, w: np.ndarray) -> None:
+        self.p = w @ self.p
+
+    def log_cond(self) -> float:
+        s = np.linalg.svd(self.p, compute_uv=False)
+        return np.log(s[0]) - np.log(s[-1]) if s[-1] > 0 else np.inf
+
+
 def log_condition_number(
     n: int,
     depth: int,
@@ -272,21 +286,11 @@ def log_condition_number(
     """
     _check_pos("n", n)
     _check_pos("depth", depth)
-    ds = np.arange(1, depth + 1) if at is None else np.asarray(sorted(set(int(a) for a in at)))
-    if ds.size and (ds[0] < 1 or ds[-1] > depth):
-        raise UserError(f"depths in `at` must lie in 1..{depth}")
+    ds = _depths(depth, at)
     if not exact:
         lam = lyapunov_exponents(n, depth, dist, seed, normalize=normalize, batch=batch)
         return ds * (lam[0] - lam[-1])
-    stream = _Stream(n, dist, seed, normalize, batch)
-    prod = GradedProduct(n)
-    wanted = set(ds.tolist())
-    out = []
-    for d in range(1, int(ds[-1]) + 1 if ds.size else 1):
-        prod.push(stream.next())
-        if d in wanted:
-            out.append(prod.log_cond())
-    return np.asarray(out)
+    return _log_conds(GradedProduct(n), _Stream(n, dist, seed, normalize, batch), ds)
 
 
 def naive_log_condition_number(
@@ -303,14 +307,23 @@ def naive_log_condition_number(
 
     Same factors (same seed) as log_condition_number, so the two can be compared depth by depth.
     """
+    return _log_conds(_ExplicitProduct(n), _Stream(n, dist, seed, normalize, batch), _depths(depth, at))
+
+
+def _depths(depth: int, at: Sequence[int] | None) -> np.ndarray:
+    """The sorted distinct depths of `at` (default 1..depth), each in 1..depth."""
     ds = np.arange(1, depth + 1) if at is None else np.asarray(sorted(set(int(a) for a in at)))
-    stream = _Stream(n, dist, seed, normalize, batch)
-    p = np.eye(n)
+    if ds.size and (ds[0] < 1 or ds[-1] > depth):
+        raise UserError(f"depths in `at` must lie in 1..{depth}")
+    return ds
+
+
+def _log_conds(prod: GradedProduct | _ExplicitProduct, stream: _Stream, ds: np.ndarray) -> np.ndarray:
+    """ln kappa of the product of the first d factors of `stream`, for each d in the sorted `ds`."""
     wanted = set(ds.tolist())
     out = []
     for d in range(1, int(ds[-1]) + 1 if ds.size else 1):
-        p = stream.next() @ p
+        prod.push(stream.next())
         if d in wanted:
-            s = np.linalg.svd(p, compute_uv=False)
-            out.append(np.log(s[0]) - np.log(s[-1]) if s[-1] > 0 else np.inf)
+            out.append(prod.log_cond())
     return np.asarray(out)

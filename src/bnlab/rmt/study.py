@@ -228,8 +228,8 @@ def mlp_jacobians(
     """
     import torch
 
-    from bnlab.probes.norm_stats import resolve_norm_stats
     from bnlab.probes.jacobians import dense_jacobian
+    from bnlab.probes.norm_stats import resolve_norm_stats
 
     gen = torch.Generator().manual_seed(seed + 1)
     x = torch.randn(batch, width, generator=gen, dtype=torch.float64)
