@@ -94,7 +94,7 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
         {"probe": "max_stable_lr", "layer": "model", "metric": "steps", "value": float(steps)},
         {"probe": "max_stable_lr", "layer": "model", "metric": "seeds", "value": float(len(seeds))},
     ]
-    write_probe(rd.path, "max_stable_lr", ProbeResult.from_rows(rows, norm_mode="batch_stats"), step=0)
+    write_probe(rd.path, "max_stable_lr", ProbeResult.from_rows(rows, norm_stats="batch"), step=0)
     write_probe(
         rd.path,
         "max_lr_trials",
