@@ -137,7 +137,8 @@ def test_a_declared_quantity_the_analysis_does_not_return_is_named(tmp_path, mon
     _load.cache_clear()
 
 
-def test_an_unknown_experiments_folder_is_one_sentence(tmp_path, capsys):
+def test_an_unknown_experiments_folder_is_one_sentence(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BNLAB_EXPERIMENTS", "")  # --experiments adds to it; restored after the test
     rc = main(["report", str(tmp_path), "--experiments", str(tmp_path / "nope")])
     assert rc == 2
     err = capsys.readouterr().err
