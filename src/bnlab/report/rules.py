@@ -20,6 +20,7 @@ keys (what the experiment's analysis returns; the spec declares them) to floats;
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,55 +88,50 @@ def _graded(ok: bool, weak: bool | None, text: str, strong: str, partly: str | N
     return Verdict("not", f"{text} misses {strong}" + (f" and {partly}" if partly else ""))
 
 
-@RULES.register("value_at_least")
-def value_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
-    """ours >= threshold: reproduced; ours >= partly: partly; else not."""
+_HOLDS = {">=": operator.ge, "<=": operator.le}
+
+
+def _against(rule: Mapping[str, Any], v: float, t: float, op: str, text: str) -> Verdict:
+    """`v` (shown as `text`) graded by `op` against threshold `t` and the rule's optional `partly` bound."""
+    holds, p = _HOLDS[op], rule.get("partly")
+    return _graded(
+        holds(v, t),
+        None if p is None else holds(v, float(p)),
+        text,
+        f"{op} {_g(t)}",
+        None if p is None else f"{op} {_g(float(p))}",
+    )
+
+
+def _ours_against(
+    rule: Mapping[str, Any], values: Mapping[str, float], op: str, absolute: bool = False
+) -> Verdict:
+    """The quantity `ours` (or its magnitude) graded by `op` against the rule's threshold and partly."""
     name, t = str(_field(rule, "ours")), float(_field(rule, "threshold"))
     v = _value(values, name)
     if v is None:
         return _missing(name, values)
-    p = rule.get("partly")
-    return _graded(
-        v >= t,
-        None if p is None else v >= float(p),
-        f"'{name}' = {_g(v)}",
-        f">= {_g(t)}",
-        None if p is None else f">= {_g(float(p))}",
-    )
+    if absolute:
+        return _against(rule, abs(v), t, op, f"|'{name}'| = {_g(abs(v))}")
+    return _against(rule, v, t, op, f"'{name}' = {_g(v)}")
+
+
+@RULES.register("value_at_least")
+def value_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+    """ours >= threshold: reproduced; ours >= partly: partly; else not."""
+    return _ours_against(rule, values, ">=")
 
 
 @RULES.register("value_at_most")
 def value_at_most(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
     """ours <= threshold: reproduced; ours <= partly: partly; else not."""
-    name, t = str(_field(rule, "ours")), float(_field(rule, "threshold"))
-    v = _value(values, name)
-    if v is None:
-        return _missing(name, values)
-    p = rule.get("partly")
-    return _graded(
-        v <= t,
-        None if p is None else v <= float(p),
-        f"'{name}' = {_g(v)}",
-        f"<= {_g(t)}",
-        None if p is None else f"<= {_g(float(p))}",
-    )
+    return _ours_against(rule, values, "<=")
 
 
 @RULES.register("abs_at_most")
 def abs_at_most(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
     """|ours| <= threshold: reproduced; |ours| <= partly: partly; else not."""
-    name, t = str(_field(rule, "ours")), float(_field(rule, "threshold"))
-    v = _value(values, name)
-    if v is None:
-        return _missing(name, values)
-    p = rule.get("partly")
-    return _graded(
-        abs(v) <= t,
-        None if p is None else abs(v) <= float(p),
-        f"|'{name}'| = {_g(abs(v))}",
-        f"<= {_g(t)}",
-        None if p is None else f"<= {_g(float(p))}",
-    )
+    return _ours_against(rule, values, "<=", absolute=True)
 
 
 @RULES.register("ratio_at_least")
@@ -159,14 +155,7 @@ def ratio_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verd
         name, v = f"{a} / {b}", va / vb
     if v <= 0:
         return Verdict("inconclusive", f"'{name}' = {_g(v)} is not a positive ratio")
-    p = rule.get("partly")
-    return _graded(
-        v >= t,
-        None if p is None else v >= float(p),
-        f"'{name}' = {_g(v)}",
-        f">= {_g(t)}",
-        None if p is None else f">= {_g(float(p))}",
-    )
+    return _against(rule, v, t, ">=", f"'{name}' = {_g(v)}")
 
 
 @RULES.register("value_within")
