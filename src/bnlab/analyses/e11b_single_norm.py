@@ -14,12 +14,11 @@ from matplotlib.figure import Figure
 from bnlab.analyses import grid_values
 from bnlab.analyses.fake import FakeRoot
 from bnlab.analyses.max_lr_table import (
-    arm_lr,
+    arm_max_lrs,
     draw_lr_bars,
     fake_max_lr_run,
     geo_mean_lr,
     max_lr_table,
-    note_censored,
 )
 from bnlab.analyses.select import NAN, mean
 from bnlab.analyses.spec import Spec
@@ -68,11 +67,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
         q["best_single_share_of_lr_gain"] = best_share(log_lr, finals)
         if np.isfinite(log_lr["all"]) and log_lr["all"] == log_lr["none"]:
             runs.note("BN and no norm have the same max stable lr: the share of BN's gain is undefined")
-        for p in order:
-            g = t[t["model.placement"] == p]
-            if len(g):
-                q[f"max_lr_{p}"] = arm_lr(g)
-        note_censored(runs, t)
+        q |= arm_max_lrs(runs, t, {f"max_lr_{p}": t[t["model.placement"] == p] for p in order})
     tr = train_runs(runs)
     if len(tr):
         done = tr[tr["state"] == "complete"]

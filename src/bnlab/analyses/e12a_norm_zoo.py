@@ -14,13 +14,11 @@ from matplotlib.figure import Figure
 from bnlab.analyses import grid_values
 from bnlab.analyses.fake import FakeRoot
 from bnlab.analyses.max_lr_table import (
-    arm_lr,
+    arm_max_lrs,
     fake_max_lr_run,
     geo_mean_lr,
     lr_bar_panel,
     max_lr_table,
-    need_max_lr,
-    note_censored,
 )
 from bnlab.analyses.select import NAN, ratio
 from bnlab.analyses.spec import Spec
@@ -42,17 +40,13 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     big = [lr[n] >= FACTOR * none for n in others if np.isfinite(lr[n])]
     q["other_norms_share_10x_no_norm"] = float(np.mean(big)) if big and np.isfinite(none) else NAN
     q["bn_over_no_norm_max_lr"] = ratio(lr.get("batch", NAN), none)
-    for n in norms:
-        g = t[t["model.norm"] == n]
-        if len(g):
-            q[f"max_lr_{n}"] = arm_lr(g)
-    note_censored(runs, t)
+    q |= arm_max_lrs(runs, t, {f"max_lr_{n}": t[t["model.norm"] == n] for n in norms})
     return q
 
 
 def norm_zoo(runs: RunSet, spec: Spec) -> Figure:
     """E12a: largest stable lr per normalization layer."""
-    return lr_bar_panel(runs, need_max_lr(runs), "largest stable lr per norm")
+    return lr_bar_panel(runs, "largest stable lr per norm")
 
 
 FIGURES = {"norm_zoo": norm_zoo}

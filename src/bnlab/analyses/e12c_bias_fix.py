@@ -14,12 +14,11 @@ from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
 from bnlab.analyses.max_lr_table import (
-    arm_lr,
+    arm_max_lrs,
     draw_lr_bars,
     fake_max_lr_run,
     geo_mean_lr,
     max_lr_table,
-    note_censored,
 )
 from bnlab.analyses.select import NAN, mean, norm_rank, ratio
 from bnlab.analyses.spec import Spec
@@ -61,12 +60,12 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
         none = lt[lt["model.norm"] == "none"]
         bal = none[BALANCED].astype(bool)
         q["nobn_max_lr_balanced_over_default"] = ratio(geo_mean_lr(none[bal]), geo_mean_lr(none[~bal]))
-        for norm, k in NORMS.items():
-            for flag, b in BIAS.items():
-                g = lt[(lt["model.norm"] == norm) & (lt[BALANCED].astype(bool) == flag)]
-                if len(g):
-                    q[f"max_lr_{k}_{b}_bias"] = arm_lr(g)
-        note_censored(runs, lt)
+        arms = {
+            f"max_lr_{k}_{b}_bias": lt[(lt["model.norm"] == norm) & (lt[BALANCED].astype(bool) == flag)]
+            for norm, k in NORMS.items()
+            for flag, b in BIAS.items()
+        }
+        q |= arm_max_lrs(runs, lt, arms)
     return q
 
 

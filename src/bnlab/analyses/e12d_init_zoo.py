@@ -14,13 +14,11 @@ from matplotlib.figure import Figure
 from bnlab.analyses import grid_values
 from bnlab.analyses.fake import FakeRoot
 from bnlab.analyses.max_lr_table import (
-    arm_lr,
+    arm_max_lrs,
     fake_max_lr_run,
     geo_mean_lr,
     lr_bar_panel,
     max_lr_table,
-    need_max_lr,
-    note_censored,
 )
 from bnlab.analyses.select import NAN, ratio
 from bnlab.analyses.spec import Spec
@@ -59,17 +57,13 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     others = t.drop(base.index)
     best = max((geo_mean_lr(others.loc[[i]]) for i in others.index), default=NAN)
     q["best_other_init_over_xavier_max_lr"] = ratio(best, geo_mean_lr(base))
-    for a in grid:
-        g = arm_rows(t, *a)
-        if len(g):
-            q[arm_key(*a)] = arm_lr(g)
-    note_censored(runs, t)
+    q |= arm_max_lrs(runs, t, {arm_key(*a): arm_rows(t, *a) for a in grid})
     return q
 
 
 def init_zoo(runs: RunSet, spec: Spec) -> Figure:
     """E12d: largest stable lr of the unnormalized net per initialization."""
-    return lr_bar_panel(runs, need_max_lr(runs), "largest stable lr per init (no BN)")
+    return lr_bar_panel(runs, "largest stable lr per init (no BN)")
 
 
 FIGURES = {"init_zoo": init_zoo}

@@ -4,6 +4,7 @@ the analyses build on it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,14 @@ def arm_lr(t: pd.DataFrame) -> float:
     return geo_mean_lr(t)
 
 
+def arm_max_lrs(runs: RunSet, t: pd.DataFrame, arms: Mapping[str, pd.DataFrame]) -> dict[str, float]:
+    """The max stable lr (arm_lr) of each arm that has runs, by its quantity key (`arms`: key -> the arm's
+    rows of the max-lr table `t`); the censored searches of `t` go into the caption."""
+    lrs = {key: arm_lr(g) for key, g in arms.items() if len(g)}
+    note_censored(runs, t)
+    return lrs
+
+
 def note_censored(runs: RunSet, t: pd.DataFrame) -> None:
     """Name each arm whose search stopped at its range end (its max stable lr is a one-sided bound)."""
     labels = runs.labels(t, exclude=("task",)) if len(t) else []
@@ -73,8 +82,10 @@ def draw_lr_bars(runs: RunSet, ax: Axes, t: pd.DataFrame, labels: list[str]) -> 
         runs.note(n)
 
 
-def lr_bar_panel(runs: RunSet, t: pd.DataFrame, title: str) -> Figure:
-    """A bar figure of the max-lr table `t`, one bar per run, named by what tells the runs apart."""
+def lr_bar_panel(runs: RunSet, title: str) -> Figure:
+    """A bar figure of the experiment's max-lr table, one bar per run, named by what tells the runs apart;
+    UserError ("not drawn") when there are no max_lr runs."""
+    t = need_max_lr(runs)
     labels = list(runs.labels(t, exclude=("task", "train.seed"))) if len(t) else []
     fig, notes = lr_bar_figure(t, labels, title)
     for n in notes:
