@@ -11,9 +11,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, mean, need_runs, ratio
+from bnlab.analyses.probe_rows import need_probe
+from bnlab.analyses.select import NAN, mean, ratio
 from bnlab.analyses.spec import Spec
-from bnlab.errors import UserError
 from bnlab.figures import dynamics
 from bnlab.store.runset import RunSet
 
@@ -38,10 +38,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 
 def sgd_noise(runs: RunSet, spec: Spec) -> Figure:
     """E2 / Eq. 2: measured SGD noise vs α²/|B| with the bound α²C/|B| (bnlab.figures.dynamics)."""
-    r = need_runs(runs, "sgd_noise")
-    t = runs.probe("sgd_noise", r)
-    if t.empty:
-        raise UserError("no sgd_noise probe rows")
+    t = need_probe(runs, "sgd_noise", "sgd_noise")
     keep = ["probe", "layer", "paper_layer", "metric", "value", "se", "run_id", "step", "label"]
     t = t[[c for c in keep if c in t.columns]]
     bad = t[

@@ -13,9 +13,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, median, need_runs, ratio
+from bnlab.analyses.probe_rows import need_probe
+from bnlab.analyses.select import NAN, median, ratio
 from bnlab.analyses.spec import Spec
-from bnlab.errors import UserError
 from bnlab.figures import dynamics
 from bnlab.store.runset import RunSet
 
@@ -73,10 +73,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 
 def step_size(runs: RunSet, spec: Spec) -> Figure:
     """E4 / Fig. 3: r(η) = L_B(θ − ηg)/L_B(θ) at minibatches t, BN vs no BN, log y (bnlab.figures.dynamics)."""
-    r = need_runs(runs, "step_size")
-    t = runs.probe("step_size_scan", r)
-    if t.empty:
-        raise UserError("no step_size_scan probe rows")
+    t = need_probe(runs, "step_size_scan", "step_size")
     t = t[t["metric"] == "ratio"]
     if "direction" in t.columns:
         t = t[t["direction"] == "gradient"]

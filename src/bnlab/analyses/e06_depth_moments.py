@@ -12,7 +12,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, need_runs, prefer
+from bnlab.analyses.probe_rows import need_probe, probe_rows
+from bnlab.analyses.select import NAN, prefer
 from bnlab.analyses.spec import Spec
 from bnlab.errors import UserError
 from bnlab.figures.init_probes import depth_profile as depth_profile_figure
@@ -23,7 +24,7 @@ PROBE = "activation_moments"
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     r = prefer(runs.usable(), "model.init.conv", "xavier")
-    t = runs.probe(PROBE, r)
+    t = probe_rows(runs, PROBE, r)
     q = dict.fromkeys(
         (
             "nobn_log10_mean_last_block",
@@ -35,9 +36,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
         NAN,
     )
     if t.empty:
-        runs.note(f"no {PROBE} probe rows")
         return q
-    t = t.assign(norm=t["run_id"].map(r.set_index("run_id")["model.norm"]))
     for norm in ("none", "batch"):
         g = t[t["norm"] == norm]
         if g.empty:
@@ -58,10 +57,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 
 def depth_profile(runs: RunSet, spec: Spec) -> Figure:
     """E6 / Fig. 5: log10 |channel mean| and log10 std vs depth at init, BN vs no BN (bnlab.figures.init_probes)."""
-    r = need_runs(runs, "depth_profile")
-    t = runs.probe(PROBE, r)
-    if t.empty:
-        raise UserError(f"no {PROBE} probe rows")
+    t = need_probe(runs, PROBE, "depth_profile")
     tables: dict[str, pd.DataFrame] = {}
     for label, g in t.groupby("label", sort=False):
         tables[str(label)] = runs.finite(g, "value", f"{label} activation moments")

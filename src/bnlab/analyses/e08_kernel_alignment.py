@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 
 from bnlab.analyses import probe_options
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, median, need_runs, prefer, ratio
+from bnlab.analyses.probe_rows import need_probe, probe_rows
+from bnlab.analyses.select import median_where, prefer, ratio
 from bnlab.analyses.spec import Spec, find_specs
-from bnlab.errors import UserError
 from bnlab.figures.init_probes import kernel_alignment_bars
 from bnlab.store.runset import RunSet
 
@@ -27,15 +27,11 @@ REDUCES = ("spatial", "batch", "all")  # the probe's reductions: over positions,
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     r = prefer(runs.usable(), "model.init.conv", "xavier")
-    t = runs.probe(PROBE, r)
+    t = probe_rows(runs, PROBE, r, metric="ratio")
     q: dict[str, float] = {}
-    if t.empty:
-        runs.note(f"no {PROBE} probe rows")
-    else:
-        t = t[t["metric"] == "ratio"].assign(norm=t["run_id"].map(r.set_index("run_id")["model.norm"]))
     for red in ("all", "batch", "spatial"):
-        bn = median(t[(t["norm"] == "batch") & (t["reduce"] == red)]["value"]) if len(t) else NAN
-        no = median(t[(t["norm"] == "none") & (t["reduce"] == red)]["value"]) if len(t) else NAN
+        bn = median_where(t, norm="batch", reduce=red)
+        no = median_where(t, norm="none", reduce=red)
         q[f"alignment_bn_over_nobn_{red}"] = ratio(bn, no)
         if red == "all":
             q["alignment_bn_all"] = bn
@@ -45,10 +41,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 
 def kernel_alignment(runs: RunSet, spec: Spec) -> Figure:
     """E8 / Table 1: Σ|d| / |Σd| per layer for each reduction (spatial, batch, all), BN vs no BN, log y."""
-    r = need_runs(runs, "kernel_alignment")
-    t = runs.probe(PROBE, r)
-    if t.empty:
-        raise UserError(f"no {PROBE} probe rows")
+    t = need_probe(runs, PROBE, "kernel_alignment")
     tables = {}
     for label, g in t.groupby("label", sort=False):
         v = pd.to_numeric(g[g["metric"] == "ratio"]["value"], errors="coerce").astype(float)

@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, median, need_runs, ratio
+from bnlab.analyses.probe_rows import probe_rows
+from bnlab.analyses.select import median_where, need_runs, ratio
 from bnlab.analyses.spec import Spec
 from bnlab.errors import UserError
 from bnlab.figures.init_probes import normalized_spectra
@@ -23,18 +24,9 @@ DEPTHS = (0.15, 0.5, 0.85)  # the figure's layers: early, middle, late (fraction
 
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
-    r = runs.usable()
-    t = runs.probe(PROBE, r)
-    if t.empty:
-        runs.note(f"no {PROBE} probe rows")
-    else:
-        t = t[t["metric"] == "top1_share"].assign(norm=t["run_id"].map(r.set_index("run_id")["model.norm"]))
-
-    def share(norm: str, matrix: str) -> float:
-        return median(t[(t["norm"] == norm) & (t["matrix"] == matrix)]["value"]) if len(t) else NAN
-
+    t = probe_rows(runs, PROBE, runs.usable(), metric="top1_share")
     q = {
-        f"{matrix}_top1_share_{name}": share(norm, matrix)
+        f"{matrix}_top1_share_{name}": median_where(t, norm=norm, matrix=matrix)
         for norm, name in (("none", "nobn"), ("batch", "bn"))
         for matrix in ("gradient", "activation")
     }

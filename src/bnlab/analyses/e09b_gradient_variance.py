@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 
 from bnlab.analyses import probe_options
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.select import NAN, median, need_runs, ratio
+from bnlab.analyses.probe_rows import need_probe, probe_rows
+from bnlab.analyses.select import median_where, ratio
 from bnlab.analyses.spec import Spec, find_specs
-from bnlab.errors import UserError
 from bnlab.figures.init_probes import variance_by_layer
 from bnlab.store.runset import RunSet
 
@@ -23,15 +23,10 @@ PROBE = "gradient_variance"
 
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
-    r = runs.usable()
-    t = runs.probe(PROBE, r)
-    if t.empty:
-        runs.note(f"no {PROBE} probe rows")
-    else:
-        t = t.assign(norm=t["run_id"].map(r.set_index("run_id")["model.norm"]))
+    t = probe_rows(runs, PROBE, runs.usable())
 
     def med(norm: str, metric: str) -> float:
-        return median(t[(t["norm"] == norm) & (t["metric"] == metric)]["value"]) if len(t) else NAN
+        return median_where(t, norm=norm, metric=metric)
 
     return {
         "intra_batch_var_nobn_over_bn": ratio(med("none", "intra_batch"), med("batch", "intra_batch")),
@@ -43,10 +38,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 
 def gradient_variance(runs: RunSet, spec: Spec) -> Figure:
     """E9b: intra-layer vs intra-minibatch variance of the gradient per layer, BN vs no BN, log y."""
-    r = need_runs(runs, "gradient_variance")
-    t = runs.probe(PROBE, r)
-    if t.empty:
-        raise UserError(f"no {PROBE} probe rows")
+    t = need_probe(runs, PROBE, "gradient_variance")
     tables: dict[str, pd.DataFrame] = {}
     for label, g in t.groupby("label", sort=False):
         keep = [

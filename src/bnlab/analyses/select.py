@@ -65,5 +65,16 @@ def median(s: pd.Series | np.ndarray | list) -> float:
     return float(np.median(v)) if len(v) else NAN
 
 
+def median_where(t: pd.DataFrame, **match: object) -> float:
+    """The median of the finite `value`s of the rows of `t` whose columns equal `match` (e.g. norm="batch");
+    NaN when there are none."""
+    if not len(t):
+        return NAN
+    keep = pd.Series(True, index=t.index)
+    for col, v in match.items():
+        keep &= t[col] == v
+    return median(t[keep]["value"])
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if np.isfinite(a) and np.isfinite(b) and b != 0 else NAN
