@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,20 @@ def test_a_live_writers_temp_file_is_left_alone(tmp_path):
     live.write_text("{}")
     atomic_write_json(tmp_path / "m.json", {"a": 1})
     assert live.exists()
+
+
+def test_process_gone_tells_ended_from_live_and_zombie_processes():
+    from bnlab.store.files import process_gone
+
+    assert not process_gone(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 30
+    while time.time() < deadline:  # exited, not reaped yet: a zombie
+        with open(f"/proc/{child.pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.05)
+    assert not process_gone(child.pid)  # the temp-file sweeper leaves a zombie's files
+    assert process_gone(child.pid, zombie=True)  # a lock held by a zombie is stale
+    child.wait()
+    assert process_gone(child.pid) and process_gone(child.pid, zombie=True)

@@ -104,6 +104,12 @@ def _writer_dead(pid_text: str) -> bool:
         pid = int(pid_text)
     except ValueError:
         return False  # not one of ours
+    return process_gone(pid)
+
+
+def process_gone(pid: int, *, zombie: bool = False) -> bool:
+    """Whether process `pid` of this machine has ended: no such process, or (with `zombie`) one that has
+    exited but is not reaped yet. False for this process and for one we may not signal (another user's)."""
     if pid == os.getpid():
         return False
     try:
@@ -112,7 +118,15 @@ def _writer_dead(pid_text: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return zombie and _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -25,6 +25,7 @@ from bnlab.store.files import (
     atomic_write_json,
     atomic_write_text,
     fault_point,
+    process_gone,
     read_json,
     read_jsonl,
 )
@@ -39,42 +40,17 @@ class RunDir:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-
-    # paths
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def status_file(self) -> Path:
-        return self.path / "status.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def summary(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def ckpt(self) -> Path:
-        return self.path / "ckpt"
-
-    @property
-    def probes(self) -> Path:
-        return self.path / "probes"
+        # its files (the layout above)
+        self.config = self.path / "config.yaml"
+        self.status_file = self.path / "status.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.ckpt = self.path / "ckpt"
+        self.probes = self.path / "probes"
 
     # status
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_file, default=None) or {
-            "state": "pending",
-            "step": 0,
-            "reason": None,
-            "loss": None,
-            "warnings": [],
-            "schema": SCHEMA,
-        }
+        return read_json(self.status_file, default=None) or _status_record("pending", 0)
 
     def state(self) -> str:
         return str(self.status().get("state", "pending"))
@@ -94,17 +70,7 @@ class RunDir:
         assert state in STATES, state
         old = self.status()
         warns = list(dict.fromkeys([*(old.get("warnings") or []), *(warnings or [])]))
-        atomic_write_json(
-            self.status_file,
-            {
-                "state": state,
-                "step": int(step),
-                "reason": reason,
-                "loss": None if loss is None else float(loss),
-                "warnings": warns,
-                "schema": SCHEMA,
-            },
-        )
+        atomic_write_json(self.status_file, _status_record(state, step, reason, loss, warns))
 
     def add_warning(self, text: str) -> None:
         st = self.status()
@@ -136,6 +102,24 @@ class RunDir:
 
             atomic_write_text(self.metrics, "".join(dumps_line(r) + "\n" for r in keep))
         return dropped
+
+
+def _status_record(
+    state: str,
+    step: int,
+    reason: str | None = None,
+    loss: float | None = None,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
+    """The content of status.json (a run without one reads as this record in state "pending")."""
+    return {
+        "state": state,
+        "step": int(step),
+        "reason": reason,
+        "loss": None if loss is None else float(loss),
+        "warnings": warnings or [],
+        "schema": SCHEMA,
+    }
 
 
 def step_key(step: int, key: str) -> str:
@@ -299,15 +283,7 @@ class RunLock:
                 return True
         if host != socket.gethostname():
             return False  # another machine's lock: cannot check its process
-        if pid == os.getpid():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return _is_zombie(pid)
+        return process_gone(pid, zombie=True)
 
     def release(self) -> None:
         if self.held:
@@ -322,11 +298,3 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return False
