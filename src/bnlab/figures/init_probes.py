@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bnlab.errors import UserError
@@ -26,6 +27,15 @@ Arrays = Mapping[str, np.ndarray]
 def _note(fig: Figure, note: str | None) -> None:
     if note:
         fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
+
+
+def _log_panel(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    """Finish a panel of one line or bar series per label: log y, title, axis labels, legend."""
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
 
 
 def _key(arrays: Arrays, key: str, label: str) -> np.ndarray:
@@ -134,11 +144,7 @@ def kernel_alignment_bars(
             pos = np.arange(len(names))
             ax.bar(pos + k * width, t["value"].to_numpy(), width=width, label=label)
             ax.set_xticks(pos + width * (len(tables) - 1) / 2, names, rotation=90, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_title(f"sum over {red}")
-        ax.set_xlabel("layer")
-        ax.set_ylabel("Σ|d| / Σ|Σ d|")
-        ax.legend(fontsize=8)
+        _log_panel(ax, f"sum over {red}", "layer", "Σ|d| / Σ|Σ d|")
     _note(fig, note)
     return fig
 
@@ -227,11 +233,7 @@ def normalized_spectra(
             s = _key(arr, f"{layer}/{matrix}_sv", label)
             share = s**2 / max(float(np.sum(s**2)), np.finfo(float).tiny)
             ax.plot(np.arange(1, len(s) + 1), share, marker=".", label=label)
-        ax.set_yscale("log")
-        ax.set_title(f"{matrix}: {layer}")
-        ax.set_xlabel("index i")
-        ax.set_ylabel("σ_i² / Σσ²")
-        ax.legend(fontsize=8)
+        _log_panel(ax, f"{matrix}: {layer}", "index i", "σ_i² / Σσ²")
     _note(fig, note)
     return fig
 
