@@ -1,4 +1,4 @@
-"""argparse arguments shared by several subcommands: --config, --set, --runs."""
+"""argparse arguments shared by several subcommands: --config, --set, --runs, --experiments."""
 
 from __future__ import annotations
 
@@ -23,3 +23,14 @@ def add_set_arg(p: argparse.ArgumentParser) -> None:
 
 def add_runs_arg(p: argparse.ArgumentParser, default: str = "runs") -> None:
     p.add_argument("--runs", default=default, help=f"runs root directory (default: {default})")
+
+
+def add_experiments_argument(parser: argparse.ArgumentParser) -> None:
+    """--experiments DIR (repeatable; a list in args.experiments, None if not given): hand it to
+    bnlab.analyses.spec.add_spec_dirs before reading specs."""
+    parser.add_argument(
+        "--experiments",
+        action="append",
+        metavar="DIR",
+        help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
+    )

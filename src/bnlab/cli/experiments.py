@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from bnlab.cli.arguments import add_experiments_argument
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("experiments", help="list experiment specs: runs and estimated cost per profile")
-    p.add_argument(
-        "--experiments",
-        action="append",
-        metavar="DIR",
-        help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
-    )
+    add_experiments_argument(p)
     return p
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from bnlab.cli.arguments import add_experiments_argument
+
 
 def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's private subparsers type)
     p = sub.add_parser(
@@ -22,12 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's priv
         "--command", default=None, help="the command to show for regenerating it (default: reproduce.json's)"
     )
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (default: all)")
-    p.add_argument(
-        "--experiments",
-        action="append",
-        metavar="DIR",
-        help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
-    )
+    add_experiments_argument(p)
     return p
 
 
