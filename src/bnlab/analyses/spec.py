@@ -134,6 +134,8 @@ class Spec(BaseModel):
 
     def configs(self, profile: str, overrides: list[str] | None = None) -> list[Config]:
         """Every run of this spec under `profile`: base + profile.set + grid point + user overrides."""
+        from bnlab.tasks import check  # on use: listing specs needs no torch
+
         prof = self.profile(profile)
         if prof.skip:
             return []
@@ -157,7 +159,7 @@ class Spec(BaseModel):
             raw = apply_overrides(raw, point)
             raw = apply_overrides(raw, overrides or [])
             try:
-                cfg = validate(raw)
+                cfg = check(validate(raw))  # schema, then registry names and typed task options
             except UserError as e:
                 raise UserError(f"experiment {self.id} ({self.name}), profile {profile}: {e}") from None
             rid = run_id(cfg)
