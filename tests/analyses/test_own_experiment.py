@@ -78,9 +78,9 @@ def test_own_experiment_from_a_folder_runs_and_reports_its_verdict(tmp_path, mon
     exp = tmp_path / "my_experiments"
     write(exp)
     runs = tmp_path / "runs"
-    monkeypatch.setenv("BNLAB_EXPERIMENTS", str(exp))
+    monkeypatch.setenv("BNLAB_EXPERIMENTS", str(exp))  # the environment variable ...
     assert main(["sweep", "E99", "--profile", "cpu", "--runs", str(runs)]) == 0
-    monkeypatch.delenv("BNLAB_EXPERIMENTS")
+    monkeypatch.setenv("BNLAB_EXPERIMENTS", "")  # ... or the flag (it extends the variable; restored after)
     capsys.readouterr()
     rc = main(["report", str(runs), "--experiments", str(exp), "--only", "E99", "--profile", "cpu"])
     assert rc == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.arguments import add_set_arg
+from bnlab.cli.arguments import add_experiments_argument, add_set_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -20,11 +20,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_experiments_argument(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from bnlab.analyses.spec import add_spec_dirs
     from bnlab.sweeps.reproduce import reproduce
+
+    add_spec_dirs(args.experiments)
 
     only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
     path = reproduce(

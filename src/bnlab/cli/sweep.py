@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.arguments import add_runs_arg, add_set_arg
+from bnlab.cli.arguments import add_experiments_argument, add_runs_arg, add_set_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -20,12 +20,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--force", action="store_true", help="re-run finished runs too")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
+    add_experiments_argument(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from bnlab.analyses.spec import find_specs
+    from bnlab.analyses.spec import add_spec_dirs, find_specs
     from bnlab.sweeps.runner import run_specs
+
+    add_spec_dirs(args.experiments)
 
     specs = find_specs([args.spec])
     run_specs(
