@@ -221,12 +221,3 @@ def state_differences(before: dict[str, object], after: dict[str, object]) -> li
     keys = sorted(set(before) | set(after))
     return [k for k in keys if k not in before or k not in after or not _same(before[k], after[k])]
 
-
-def __getattr__(name: str) -> object:
-    # `from bnlab.probes.update import diverging_step` (the E5 task's import) resolves lazily:
-    # diverging_step.py imports this module, so a top-level import here would be circular.
-    if name == "diverging_step":
-        from bnlab.probes.diverging_step import diverging_step
-
-        return diverging_step
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
