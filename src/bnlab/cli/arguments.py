@@ -1,8 +1,9 @@
-"""argparse arguments shared by several subcommands: --config, --set, --runs, --experiments."""
+"""argparse arguments shared by several subcommands: --config, --set, --runs, --experiments, --executor."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -34,3 +35,22 @@ def add_experiments_argument(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a folder of your own experiments (<ID>_<name>.yaml beside <id>_<name>.py); repeatable",
     )
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
+    p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
+
+
+def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords of `bnlab.sweeps.runner.run_specs` (and `reproduce`) that `bnlab sweep` and
+    `bnlab reproduce` take from their shared arguments: --set, --executor, --address, --retry-failed,
+    --force, --dry-run."""
+    return {
+        "overrides": args.overrides,
+        "executor": args.executor,
+        "address": args.address,
+        "retry_failed": args.retry_failed,
+        "force": args.force,
+        "dry_run": args.dry_run,
+    }

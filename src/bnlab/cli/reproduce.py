@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.arguments import add_experiments_argument, add_set_arg
+from bnlab.cli.arguments import add_executor_args, add_experiments_argument, add_set_arg, sweep_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -13,8 +13,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "fast", "paper"])
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (E1,E8,lr_study)")
-    p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
-    p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
+    add_executor_args(p)
     p.add_argument("--runs", default="runs", help="runs root (default: runs)")
     add_set_arg(p)
     p.add_argument("--retry-failed", action="store_true")
@@ -35,12 +34,7 @@ def run(args: argparse.Namespace) -> int:
         args.profile,
         only,
         args.runs,
-        overrides=args.overrides,
-        executor=args.executor,
-        address=args.address,
-        retry_failed=args.retry_failed,
-        force=args.force,
-        dry_run=args.dry_run,
+        **sweep_options(args),
     )
     if path is not None:
         print(path)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from bnlab.cli.arguments import add_experiments_argument, add_runs_arg, add_set_arg
+from bnlab.cli.arguments import (
+    add_executor_args,
+    add_experiments_argument,
+    add_runs_arg,
+    add_set_arg,
+    sweep_options,
+)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,8 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--profile", default="smoke", help="smoke | cpu | fast | paper (default smoke)")
     add_set_arg(p)
     add_runs_arg(p)
-    p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
-    p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
+    add_executor_args(p)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--force", action="store_true", help="re-run finished runs too")
     p.add_argument("--dry-run", action="store_true", help="print the plan only")
@@ -35,12 +40,7 @@ def run(args: argparse.Namespace) -> int:
         specs,
         args.profile,
         args.runs,
-        overrides=args.overrides,
-        executor=args.executor,
-        address=args.address,
-        retry_failed=args.retry_failed,
-        force=args.force,
-        dry_run=args.dry_run,
+        **sweep_options(args),
     )
     print(args.runs)
     return 0

@@ -1,4 +1,5 @@
-"""MODELS: resnet_cifar, vgg_cifar, mlp. `build_model(**model_cfg)` accepts every ModelConfig field.
+"""MODELS: resnet_cifar, vgg_cifar, mlp: each a model class built from its config section, a ModelConfig.
+`build_model(**model_cfg)` accepts every ModelConfig field.
 
 Each model provides `paper_layers()` ({module name: layer number} for its weighted layers) and
 `block_outputs()` (module names whose outputs are "the activations" probes read); the ResNet also
@@ -9,23 +10,26 @@ Each model provides `paper_layers()` ({module name: layer number} for its weight
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from bnlab.registry import Registry
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+if TYPE_CHECKING:
+    from bnlab.config import ModelConfig
+
+MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model")
 
 
 def _register() -> None:
-    from bnlab.models.mlp import mlp
-    from bnlab.models.resnet import resnet_cifar
-    from bnlab.models.vgg import vgg_cifar
+    from bnlab.models.mlp import MLP
+    from bnlab.models.resnet import ResNetCifar
+    from bnlab.models.vgg import VGGCifar
 
-    MODELS.register("resnet_cifar")(resnet_cifar)
-    MODELS.register("vgg_cifar")(vgg_cifar)
-    MODELS.register("mlp")(mlp)
+    MODELS.register("resnet_cifar")(ResNetCifar)
+    MODELS.register("vgg_cifar")(VGGCifar)
+    MODELS.register("mlp")(MLP)
 
 
 _register()
@@ -48,9 +52,6 @@ def build_model(name: str = "resnet_cifar", **cfg: Any) -> nn.Module:
         mc = ModelConfig(name=name, **cfg)
     except ValidationError as e:
         raise UserError(_one_sentence(e).replace("config value for ", "config value for model.")) from None
-    fields = mc.model_dump()
-    init = fields.pop("init")
-    fields.pop("name")
-    model = MODELS.get(name)(**fields)
-    init_model(model, init)
+    model = MODELS.get(name)(mc)
+    init_model(model, mc.init)
     return model

@@ -1,4 +1,5 @@
-"""Building blocks shared by the models, and the paper's layer numbering.
+"""Building blocks shared by the models (norm placement, activations, shortcuts), and the paper's
+layer numbering.
 
 The paper (Bjorck et al. 2018) numbers the weighted layers of ResNet-110 from the input:
 conv1 = 1, stage 1 = 2-37, stage 2 = 38-73, stage 3 = 74-109, FC = 110; block j (1..54) holds
@@ -13,6 +14,7 @@ no paper number: the paper's network uses zero-padding shortcuts.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +22,10 @@ from torch import Tensor, nn
 
 from bnlab.errors import UserError
 from bnlab.nn.blocks import ResidualBlock as ResidualBlock  # re-exported: model blocks subclass it
+from bnlab.nn.norms import NORMS
+
+if TYPE_CHECKING:
+    from bnlab.config import ModelConfig
 
 PAPER_DEPTH = 110  # weighted layers of the paper's ResNet-110
 PAPER_BLOCKS_PER_STAGE = 18  # (110 - 2) / 6
@@ -44,6 +50,19 @@ def _rescale(index: int, n_from: int, n_to: int) -> int:
     return _round(index * (n_to - 1) / (n_from - 1))
 
 
+def _carry(layer: int, n_from: int, n_to: int) -> int:
+    """Weighted layer `layer` of a CIFAR ResNet with `n_from` blocks per stage -> the layer at the same
+    place in one with `n_to` blocks per stage: conv1 and the FC map to each other, a block conv keeps
+    its stage, its block's relative position in the stage and its position (first/second) in the block."""
+    if layer == 1:
+        return 1
+    if layer == 6 * n_from + 2:
+        return 6 * n_to + 2
+    block, pos = divmod(layer, 2)  # block 1..3n, position 0/1
+    stage, i = divmod(block - 1, n_from)
+    return 2 * (stage * n_to + _rescale(i, n_from, n_to) + 1) + pos
+
+
 def paper_layer_to_local(paper_layer: int, depth: int) -> int:
     """The local weighted-layer number (1..depth) of a depth-`depth` CIFAR ResNet that plays the role
     of the paper's ResNet-110 layer `paper_layer` (1..110). Identity at depth 110.
@@ -56,14 +75,7 @@ def paper_layer_to_local(paper_layer: int, depth: int) -> int:
     n = _blocks_per_stage(depth)
     if not 1 <= paper_layer <= PAPER_DEPTH:
         raise UserError(f"paper layers are numbered 1..{PAPER_DEPTH}, got {paper_layer}")
-    if paper_layer == 1:
-        return 1
-    if paper_layer == PAPER_DEPTH:
-        return depth
-    block, pos = divmod(paper_layer, 2)  # paper block 1..54, position 0/1
-    stage, i = divmod(block - 1, PAPER_BLOCKS_PER_STAGE)
-    local_block = stage * n + _rescale(i, PAPER_BLOCKS_PER_STAGE, n) + 1
-    return 2 * local_block + pos
+    return _carry(paper_layer, PAPER_BLOCKS_PER_STAGE, n)
 
 
 def local_to_paper(local_layer: int, depth: int) -> int:
@@ -73,14 +85,7 @@ def local_to_paper(local_layer: int, depth: int) -> int:
     n = _blocks_per_stage(depth)
     if not 1 <= local_layer <= depth:
         raise UserError(f"a depth-{depth} ResNet has weighted layers 1..{depth}, got {local_layer}")
-    if local_layer == 1:
-        return 1
-    if local_layer == depth:
-        return PAPER_DEPTH
-    block, pos = divmod(local_layer, 2)
-    stage, i = divmod(block - 1, n)
-    paper_block = stage * PAPER_BLOCKS_PER_STAGE + _rescale(i, n, PAPER_BLOCKS_PER_STAGE) + 1
-    return 2 * paper_block + pos
+    return _carry(local_layer, n, PAPER_BLOCKS_PER_STAGE)
 
 
 def resolve_num_classes(num_classes: int | None) -> int:
@@ -97,9 +102,30 @@ def check_placement(placement: str) -> None:
         raise UserError(f"unknown placement {placement!r}; choose all, final_prepool, final_prefc or none")
 
 
-def refuse_residual_options(model: str, *, block: str, shortcut: str, skipinit: bool, fixup: bool) -> None:
+class Norms:
+    """A model config's norm and its placement, for building a model: `make(c, dim)` builds the norm;
+    `at(slots, c, dim)` builds it where the placement is one of `slots` and is None elsewhere (the
+    layer before it then keeps its bias); `or_identity` gives nn.Identity there instead."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        check_placement(cfg.placement)
+        self._factory = NORMS.get(cfg.norm)
+        self._kw = dict(cfg.norm_kw)
+        self.placement = cfg.placement if cfg.norm != "none" else "none"  # norm none fills no slot
+
+    def make(self, c: int, dim: int = 2) -> nn.Module:
+        return self._factory(c, dim=dim, **self._kw)
+
+    def at(self, slots: tuple[str, ...], c: int, dim: int = 2) -> nn.Module | None:
+        return self.make(c, dim) if self.placement in slots else None
+
+    def or_identity(self, slots: tuple[str, ...], c: int, dim: int = 2) -> nn.Module:
+        return self.make(c, dim) if self.placement in slots else nn.Identity()
+
+
+def refuse_residual_options(model: str, cfg: ModelConfig) -> None:
     """VGG and MLP have no residual branches: refuse the options that only a ResNet has."""
-    if block != "post" or shortcut != "A" or skipinit or fixup:
+    if cfg.block != "post" or cfg.shortcut != "A" or cfg.skipinit or cfg.fixup:
         raise UserError(
             f"{model} has no residual blocks; leave block, shortcut, skipinit and fixup at their defaults"
         )

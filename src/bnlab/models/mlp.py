@@ -13,12 +13,14 @@ Module names: `layers.{i}` (LinearUnit with `linear`, `norm`, `act`), `final_nor
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from bnlab.models.layers import activation, check_placement, refuse_residual_options, resolve_num_classes
-from bnlab.nn.norms import NORMS
+from bnlab.models.layers import Norms, activation, refuse_residual_options, resolve_num_classes
+
+if TYPE_CHECKING:
+    from bnlab.config import ModelConfig
 
 
 class LinearUnit(nn.Module):
@@ -35,35 +37,22 @@ class LinearUnit(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(
-        self,
-        *,
-        depth: int = 4,
-        hidden: int = 512,
-        num_classes: int = 10,
-        in_features: int = 3 * 32 * 32,
-        norm: str = "batch",
-        norm_kw: dict[str, Any] | None = None,
-        placement: str = "all",
-        activation_name: str = "relu",
-    ) -> None:
+    """Fully connected net on flattened images; depth = number of linear layers (`width` is unused)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        check_placement(placement)
-        factory = NORMS.get(norm)
-        kw = dict(norm_kw or {})
-        use_norms = norm != "none" and placement != "none"
-        self.depth = depth
-        self.nonlinearity = activation_name
+        refuse_residual_options("mlp", cfg)
+        norms = Norms(cfg)
+        self.depth = cfg.depth
+        self.nonlinearity = cfg.activation  # read by init_model for the gain
         self.flatten = nn.Flatten()
-        units, d = [], in_features
-        for _ in range(depth - 1):
-            norm_mod = factory(hidden, dim=1, **kw) if use_norms and placement == "all" else None
-            units.append(LinearUnit(d, hidden, norm_mod, activation_name))
-            d = hidden
+        units, d = [], cfg.in_channels * cfg.image_size * cfg.image_size
+        for _ in range(cfg.depth - 1):
+            units.append(LinearUnit(d, cfg.hidden, norms.at(("all",), cfg.hidden, dim=1), cfg.activation))
+            d = cfg.hidden
         self.layers = nn.Sequential(*units)
-        final = use_norms and placement in ("final_prepool", "final_prefc")
-        self.final_norm = factory(d, dim=1, **kw) if final else nn.Identity()
-        self.fc = nn.Linear(d, num_classes)
+        self.final_norm = norms.or_identity(("final_prepool", "final_prefc"), d, dim=1)
+        self.fc = nn.Linear(d, resolve_num_classes(cfg.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.final_norm(self.layers(self.flatten(x))))
@@ -77,35 +66,3 @@ class MLP(nn.Module):
         out = {f"layers.{i}.linear": i + 1 for i in range(len(self.layers))}
         out["fc"] = self.depth
         return out
-
-
-def mlp(
-    *,
-    depth: int = 4,
-    width: int = 1,
-    hidden: int = 512,
-    activation: str = "relu",
-    norm: str = "batch",
-    norm_kw: dict[str, Any] | None = None,
-    placement: str = "all",
-    block: str = "post",
-    shortcut: str = "A",
-    skipinit: bool = False,
-    fixup: bool = False,
-    num_classes: int | None = None,
-    in_channels: int = 3,
-    image_size: int = 32,
-) -> MLP:
-    """Fully connected net on flattened images; depth = number of linear layers (`width` is unused)."""
-    del width
-    refuse_residual_options("mlp", block=block, shortcut=shortcut, skipinit=skipinit, fixup=fixup)
-    return MLP(
-        depth=depth,
-        hidden=hidden,
-        num_classes=resolve_num_classes(num_classes),
-        in_features=in_channels * image_size * image_size,
-        norm=norm,
-        norm_kw=norm_kw,
-        placement=placement,
-        activation_name=activation,
-    )

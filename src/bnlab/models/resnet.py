@@ -22,12 +22,13 @@ Module names: `conv1`, `norm1`, `act1` (stem), `layer{s}.{i}` (blocks, s = 1..3,
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
 from bnlab.models.layers import (
+    Norms,
     ResidualBlock,
     Scalar,
     ZeroPadShortcut,
@@ -37,7 +38,9 @@ from bnlab.models.layers import (
     paper_layer_to_local,
     resolve_num_classes,
 )
-from bnlab.nn.norms import NORMS
+
+if TYPE_CHECKING:
+    from bnlab.config import ModelConfig
 
 NormFn = Callable[..., nn.Module]  # norm(num_features, dim=2) -> module
 
@@ -46,23 +49,38 @@ def conv3x3(c_in: int, c_out: int, stride: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
 
 
-class BasicBlock(ResidualBlock):
+def make_shortcut(
+    c_in: int, c_out: int, stride: int, kind: str, projection: Callable[[], nn.Module]
+) -> nn.Module:
+    """Identity where the block keeps the shape; else option A (zero-pad) or B (`projection()`)."""
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    if kind == "A":
+        return ZeroPadShortcut(c_in, c_out, stride)
+    return projection()
+
+
+class _TwoConvBlock(ResidualBlock):
+    """A block whose residual branch is conv1 ... conv2 with norm2 its last norm."""
+
+    conv1: nn.Conv2d
+    conv2: nn.Conv2d
+    norm2: nn.Module
+    _has_norm: bool
+
+    def branch_convs(self) -> list[nn.Conv2d]:
+        return [self.conv1, self.conv2]
+
+    def branch_last_norm(self) -> nn.Module | None:
+        return self.norm2 if self._has_norm else None
+
+
+class BasicBlock(_TwoConvBlock):
     """Post-activation basic block: relu(norm2(conv2(relu(norm1(conv1(x))))) + shortcut(x))."""
 
-    def __init__(
-        self,
-        c_in: int,
-        c_out: int,
-        stride: int,
-        *,
-        norm: NormFn | None,
-        shortcut: str,
-        skipinit: bool,
-        fixup: bool,
-        act: str,
-    ) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, norm: NormFn | None) -> None:
         super().__init__()
-        has_norm = norm is not None
+        has_norm, fixup, act = norm is not None, cfg.fixup, cfg.activation
         bias = not has_norm and not fixup  # Fixup's scalar biases replace conv biases
         self.fixup = fixup
         self.conv1 = conv3x3(c_in, c_out, stride, bias)
@@ -72,15 +90,16 @@ class BasicBlock(ResidualBlock):
         self.norm2 = norm(c_out) if norm else nn.Identity()
         self.act2 = activation(act)
         self._has_norm = has_norm
-        if stride == 1 and c_in == c_out:
-            self.shortcut: nn.Module = nn.Identity()
-        elif shortcut == "A":
-            self.shortcut = ZeroPadShortcut(c_in, c_out, stride)
-        else:
-            self.shortcut = nn.Sequential(
+        self.shortcut = make_shortcut(
+            c_in,
+            c_out,
+            stride,
+            cfg.shortcut,
+            lambda: nn.Sequential(
                 nn.Conv2d(c_in, c_out, 1, stride=stride, bias=bias), norm(c_out) if norm else nn.Identity()
-            )
-        self.skip_gain = Scalar("scale", 0.0) if skipinit else None
+            ),
+        )
+        self.skip_gain = Scalar("scale", 0.0) if cfg.skipinit else None
         if fixup:
             self.bias1a, self.bias1b = Scalar("bias", 0.0), Scalar("bias", 0.0)
             self.bias2a, self.bias2b = Scalar("bias", 0.0), Scalar("bias", 0.0)
@@ -101,28 +120,13 @@ class BasicBlock(ResidualBlock):
             out = self.skip_gain(out)
         return self.act2(out + identity)
 
-    def branch_convs(self) -> list[nn.Conv2d]:
-        return [self.conv1, self.conv2]
 
-    def branch_last_norm(self) -> nn.Module | None:
-        return self.norm2 if self._has_norm else None
-
-
-class PreActBlock(ResidualBlock):
+class PreActBlock(_TwoConvBlock):
     """Pre-activation block: x + conv2(relu(norm2(conv1(relu(norm1(x)))))); shortcut B projects relu(norm1(x))."""
 
-    def __init__(
-        self,
-        c_in: int,
-        c_out: int,
-        stride: int,
-        *,
-        norm: NormFn | None,
-        shortcut: str,
-        skipinit: bool,
-        act: str,
-    ) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, cfg: ModelConfig, norm: NormFn | None) -> None:
         super().__init__()
+        act = cfg.activation
         self._has_norm = norm is not None
         bias = norm is None  # with norms, everything that reads a conv output normalizes it first
         self.norm1 = norm(c_in) if norm else nn.Identity()
@@ -131,15 +135,11 @@ class PreActBlock(ResidualBlock):
         self.norm2 = norm(c_out) if norm else nn.Identity()
         self.act2 = activation(act)
         self.conv2 = conv3x3(c_out, c_out, 1, bias)
-        self._project = False
-        if stride == 1 and c_in == c_out:
-            self.shortcut: nn.Module = nn.Identity()
-        elif shortcut == "A":
-            self.shortcut = ZeroPadShortcut(c_in, c_out, stride)
-        else:
-            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=bias)
-            self._project = True
-        self.skip_gain = Scalar("scale", 0.0) if skipinit else None
+        self.shortcut = make_shortcut(
+            c_in, c_out, stride, cfg.shortcut, lambda: nn.Conv2d(c_in, c_out, 1, stride=stride, bias=bias)
+        )
+        self._project = isinstance(self.shortcut, nn.Conv2d)  # option B reads the pre-activated input
+        self.skip_gain = Scalar("scale", 0.0) if cfg.skipinit else None
 
     def forward(self, x: Tensor) -> Tensor:
         pre = self.act1(self.norm1(x))
@@ -149,102 +149,52 @@ class PreActBlock(ResidualBlock):
             out = self.skip_gain(out)
         return out + identity
 
-    def branch_convs(self) -> list[nn.Conv2d]:
-        return [self.conv1, self.conv2]
-
-    def branch_last_norm(self) -> nn.Module | None:
-        return self.norm2 if self._has_norm else None
-
 
 class ResNetCifar(nn.Module):
-    """CIFAR ResNet of depth 6n+2 (see the module docstring for options and module names)."""
+    """CIFAR ResNet of depth 6n+2 (see the module docstring for options and module names); `hidden` is
+    unused and any `image_size` works (global pooling)."""
 
     layer1: nn.Sequential
     layer2: nn.Sequential
     layer3: nn.Sequential
 
-    def __init__(
-        self,
-        *,
-        depth: int = 20,
-        width: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        norm: str = "batch",
-        norm_kw: dict[str, Any] | None = None,
-        placement: str = "all",
-        block: str = "post",
-        shortcut: str = "A",
-        skipinit: bool = False,
-        fixup: bool = False,
-        activation_name: str = "relu",
-    ) -> None:
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        n = _blocks_per_stage(depth)
-        if block not in ("post", "pre"):
-            raise UserError(f"unknown block {block!r}; choose post or pre")
-        if shortcut not in ("A", "B"):
-            raise UserError(f"unknown shortcut {shortcut!r}; choose A or B")
-        if placement not in ("all", "final_prepool", "final_prefc", "none"):
-            raise UserError(
-                f"unknown placement {placement!r}; choose all, final_prepool, final_prefc or none"
-            )
-        factory = NORMS.get(norm)
-        use_norms = norm != "none" and placement != "none"
-        if fixup and (use_norms or block != "post" or skipinit):
+        n = _blocks_per_stage(cfg.depth)
+        norms = Norms(cfg)  # block, shortcut and placement are checked by the ModelConfig
+        block, fixup = cfg.block, cfg.fixup
+        if fixup and (norms.placement != "none" or block != "post" or cfg.skipinit):
             raise UserError("fixup needs post blocks without norms and without skipinit (set norm none)")
-        kw = dict(norm_kw or {})
+        block_norm = norms.make if norms.placement == "all" else None
+        self.depth, self.block_kind, self.fixup = cfg.depth, block, fixup
+        self.nonlinearity = cfg.activation  # read by init_model for the gain
+        widths = [16 * cfg.width, 32 * cfg.width, 64 * cfg.width]
 
-        def make(c: int, dim: int = 2) -> nn.Module:
-            return factory(c, dim=dim, **kw)
-
-        block_norm = make if use_norms and placement == "all" else None
-        self.depth, self.block_kind, self.fixup = depth, block, fixup
-        self.nonlinearity = activation_name  # read by init_model for the gain
-        widths = [16 * width, 32 * width, 64 * width]
-
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=block_norm is None and not fixup)
+        self.conv1 = nn.Conv2d(
+            cfg.in_channels, widths[0], 3, padding=1, bias=block_norm is None and not fixup
+        )
         if block == "post":
             self.norm1 = block_norm(widths[0]) if block_norm else nn.Identity()
-            self.act1 = activation(activation_name)
+            self.act1 = activation(cfg.activation)
         self.stem_bias = Scalar("bias", 0.0) if fixup else None
+        make_block = BasicBlock if block == "post" else PreActBlock
         c_in = widths[0]
         for s, c_out in enumerate(widths, start=1):
             blocks = []
             for i in range(n):
                 stride = 2 if (s > 1 and i == 0) else 1
-                if block == "post":
-                    b: ResidualBlock = BasicBlock(
-                        c_in,
-                        c_out,
-                        stride,
-                        norm=block_norm,
-                        shortcut=shortcut,
-                        skipinit=skipinit,
-                        fixup=fixup,
-                        act=activation_name,
-                    )
-                else:
-                    b = PreActBlock(
-                        c_in,
-                        c_out,
-                        stride,
-                        norm=block_norm,
-                        shortcut=shortcut,
-                        skipinit=skipinit,
-                        act=activation_name,
-                    )
-                blocks.append(b)
+                blocks.append(make_block(c_in, c_out, stride, cfg, block_norm))
                 c_in = c_out
             self.add_module(f"layer{s}", nn.Sequential(*blocks))
-        final = use_norms and (placement == "final_prepool" or (block == "pre" and placement == "all"))
-        self.final_norm = make(c_in) if final else nn.Identity()
+        self.final_norm = norms.or_identity(
+            ("final_prepool", "all") if block == "pre" else ("final_prepool",), c_in
+        )
         if block == "pre":
-            self.final_act = activation(activation_name)
+            self.final_act = activation(cfg.activation)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.prefc_norm = make(c_in, dim=1) if use_norms and placement == "final_prefc" else nn.Identity()
+        self.prefc_norm = norms.or_identity(("final_prefc",), c_in, dim=1)
         self.fc_bias = Scalar("bias", 0.0) if fixup else None
-        self.fc = nn.Linear(c_in, num_classes)
+        self.fc = nn.Linear(c_in, resolve_num_classes(cfg.num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv1(x)
@@ -294,38 +244,3 @@ class ResNetCifar(nn.Module):
         if local == self.depth:
             return "fc"
         return self._blocks()[local // 2 - 1][0]
-
-
-def resnet_cifar(
-    *,
-    depth: int = 20,
-    width: int = 1,
-    hidden: int = 512,
-    activation: str = "relu",
-    norm: str = "batch",
-    norm_kw: dict[str, Any] | None = None,
-    placement: str = "all",
-    block: str = "post",
-    shortcut: str = "A",
-    skipinit: bool = False,
-    fixup: bool = False,
-    num_classes: int | None = None,
-    in_channels: int = 3,
-    image_size: int = 32,
-) -> ResNetCifar:
-    """He et al.'s CIFAR ResNet of depth 6n+2 (`hidden` is unused; any `image_size` works: global pooling)."""
-    del hidden, image_size
-    return ResNetCifar(
-        depth=depth,
-        width=width,
-        num_classes=resolve_num_classes(num_classes),
-        in_channels=in_channels,
-        norm=norm,
-        norm_kw=norm_kw,
-        placement=placement,
-        block=block,
-        shortcut=shortcut,
-        skipinit=skipinit,
-        fixup=fixup,
-        activation_name=activation,
-    )

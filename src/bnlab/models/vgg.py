@@ -16,13 +16,15 @@ Module names: `features.{k}` (ConvUnit with `conv`, `norm`, `act`; MaxPool2d mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.models.layers import activation, check_placement, refuse_residual_options, resolve_num_classes
-from bnlab.nn.norms import NORMS
+from bnlab.models.layers import Norms, activation, refuse_residual_options, resolve_num_classes
+
+if TYPE_CHECKING:
+    from bnlab.config import ModelConfig
 
 STAGE_WIDTHS = (64, 128, 256, 512, 512)
 
@@ -51,48 +53,31 @@ class ConvUnit(nn.Module):
 
 
 class VGGCifar(nn.Module):
-    def __init__(
-        self,
-        *,
-        depth: int = 11,
-        width: int = 1,
-        num_classes: int = 10,
-        in_channels: int = 3,
-        image_size: int = 32,
-        norm: str = "batch",
-        norm_kw: dict[str, Any] | None = None,
-        placement: str = "all",
-        activation_name: str = "relu",
-    ) -> None:
+    """VGG-style CIFAR net without skips; depth = number of conv layers (`hidden` is unused)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        check_placement(placement)
-        factory = NORMS.get(norm)
-        kw = dict(norm_kw or {})
-        use_norms = norm != "none" and placement != "none"
-        self.depth = depth
-        self.nonlinearity = activation_name
+        refuse_residual_options("vgg_cifar", cfg)
+        norms = Norms(cfg)
+        self.depth = cfg.depth
+        self.nonlinearity = cfg.activation  # read by init_model for the gain
         units: list[nn.Module] = []
-        c_in, size = in_channels, image_size
-        if norm == "instance" and use_norms:
-            self._check_instance(image_size, placement)
-        for n_convs, w in zip(stage_sizes(depth), STAGE_WIDTHS):
-            c_out = w * width
+        c_in, size = cfg.in_channels, cfg.image_size
+        if cfg.norm == "instance" and norms.placement != "none":
+            self._check_instance(cfg.image_size, cfg.placement)
+        for n_convs, w in zip(stage_sizes(cfg.depth), STAGE_WIDTHS):
+            c_out = w * cfg.width
             for _ in range(n_convs):
-                norm_mod = factory(c_out, dim=2, **kw) if use_norms and placement == "all" else None
-                units.append(ConvUnit(c_in, c_out, norm_mod, activation_name))
+                units.append(ConvUnit(c_in, c_out, norms.at(("all",), c_out), cfg.activation))
                 c_in = c_out
             if size >= 2:
                 units.append(nn.MaxPool2d(2))
                 size //= 2
         self.features = nn.Sequential(*units)
-        self.final_norm = (
-            factory(c_in, dim=2, **kw) if use_norms and placement == "final_prepool" else nn.Identity()
-        )
+        self.final_norm = norms.or_identity(("final_prepool",), c_in)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.prefc_norm = (
-            factory(c_in, dim=1, **kw) if use_norms and placement == "final_prefc" else nn.Identity()
-        )
-        self.fc = nn.Linear(c_in, num_classes)
+        self.prefc_norm = norms.or_identity(("final_prefc",), c_in, dim=1)
+        self.fc = nn.Linear(c_in, resolve_num_classes(cfg.num_classes))
 
     @staticmethod
     def _check_instance(image_size: int, placement: str) -> None:
@@ -116,36 +101,3 @@ class VGGCifar(nn.Module):
         out = {f"{name}.conv": i for i, name in enumerate(self.block_outputs(), start=1)}
         out["fc"] = self.depth + 1
         return out
-
-
-def vgg_cifar(
-    *,
-    depth: int = 11,
-    width: int = 1,
-    hidden: int = 512,
-    activation: str = "relu",
-    norm: str = "batch",
-    norm_kw: dict[str, Any] | None = None,
-    placement: str = "all",
-    block: str = "post",
-    shortcut: str = "A",
-    skipinit: bool = False,
-    fixup: bool = False,
-    num_classes: int | None = None,
-    in_channels: int = 3,
-    image_size: int = 32,
-) -> VGGCifar:
-    """VGG-style CIFAR net without skips; depth = number of conv layers (`hidden` is unused)."""
-    del hidden
-    refuse_residual_options("vgg_cifar", block=block, shortcut=shortcut, skipinit=skipinit, fixup=fixup)
-    return VGGCifar(
-        depth=depth,
-        width=width,
-        num_classes=resolve_num_classes(num_classes),
-        in_channels=in_channels,
-        image_size=image_size,
-        norm=norm,
-        norm_kw=norm_kw,
-        placement=placement,
-        activation_name=activation,
-    )

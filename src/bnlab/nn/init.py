@@ -46,22 +46,23 @@ def _zero_bias(layer: Layer) -> None:
         nn.init.zeros_(layer.bias)
 
 
+def _he_normal(layer: Layer, gain: float, fan: int) -> None:
+    """Normal weights with std gain / sqrt(fan), bias 0 (He et al. 2015)."""
+    with torch.no_grad():
+        layer.weight.normal_(0.0, gain / math.sqrt(fan))
+    _zero_bias(layer)
+
+
 @INITS.register("kaiming_fan_in")
 def kaiming_fan_in(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """He et al. 2015: normal, std gain / sqrt(fan_in); bias 0."""
-    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(layer.weight)
-    with torch.no_grad():
-        layer.weight.normal_(0.0, gain / math.sqrt(fan_in))
-    _zero_bias(layer)
+    _he_normal(layer, gain, nn.init._calculate_fan_in_and_fan_out(layer.weight)[0])
 
 
 @INITS.register("kaiming_fan_out")
 def kaiming_fan_out(layer: Layer, *, gain: float = math.sqrt(2.0)) -> None:
     """He et al. 2015, fan-out mode: normal, std gain / sqrt(fan_out); bias 0."""
-    _, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)
-    with torch.no_grad():
-        layer.weight.normal_(0.0, gain / math.sqrt(fan_out))
-    _zero_bias(layer)
+    _he_normal(layer, gain, nn.init._calculate_fan_in_and_fan_out(layer.weight)[1])
 
 
 @INITS.register("xavier")

@@ -93,9 +93,18 @@ class _BatchRenormMixin:
     r_max_at: int
     d_max_at: int
 
-    def _init_renorm(
-        self, r_max: float, d_max: float, warmup_start: int, r_max_at: int, d_max_at: int
+    def __init__(
+        self,
+        num_features: int,
+        *,
+        r_max: float = 3.0,
+        d_max: float = 5.0,
+        warmup_start: int = 5000,
+        r_max_at: int = 40000,
+        d_max_at: int = 25000,
+        **kw: Any,
     ) -> None:
+        super().__init__(num_features, **kw)  # the BatchNorm1d / BatchNorm2d this mixin is combined with
         if r_max < 1 or d_max < 0 or warmup_start < 0:
             raise UserError("batch_renorm needs r_max >= 1, d_max >= 0 and warmup_start >= 0")
         if r_max_at <= warmup_start or d_max_at <= warmup_start:
@@ -142,37 +151,9 @@ class _BatchRenormMixin:
 class BatchRenorm1d(_BatchRenormMixin, nn.BatchNorm1d):
     __doc__ = _BatchRenormMixin.__doc__
 
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        r_max: float = 3.0,
-        d_max: float = 5.0,
-        warmup_start: int = 5000,
-        r_max_at: int = 40000,
-        d_max_at: int = 25000,
-        **kw: Any,
-    ) -> None:
-        nn.BatchNorm1d.__init__(self, num_features, **kw)
-        self._init_renorm(r_max, d_max, warmup_start, r_max_at, d_max_at)
-
 
 class BatchRenorm2d(_BatchRenormMixin, nn.BatchNorm2d):
     __doc__ = _BatchRenormMixin.__doc__
-
-    def __init__(
-        self,
-        num_features: int,
-        *,
-        r_max: float = 3.0,
-        d_max: float = 5.0,
-        warmup_start: int = 5000,
-        r_max_at: int = 40000,
-        d_max_at: int = 25000,
-        **kw: Any,
-    ) -> None:
-        nn.BatchNorm2d.__init__(self, num_features, **kw)
-        self._init_renorm(r_max, d_max, warmup_start, r_max_at, d_max_at)
 
 
 # ---------------------------------------------------------------------------------------------- ghost batch
@@ -190,6 +171,10 @@ class _GhostBatchMixin:
     """
 
     virtual_batch: int
+
+    def __init__(self, num_features: int, *, virtual_batch: int = 32, **kw: Any) -> None:
+        super().__init__(num_features, **kw)  # the BatchNorm1d / BatchNorm2d this mixin is combined with
+        self.virtual_batch = _check_virtual(virtual_batch)
 
     def forward(self, x: Tensor) -> Tensor:
         bn: _BatchNorm = self  # type: ignore[assignment]
@@ -221,17 +206,9 @@ def _check_virtual(virtual_batch: int) -> int:
 class GhostBatchNorm1d(_GhostBatchMixin, nn.BatchNorm1d):
     __doc__ = _GhostBatchMixin.__doc__
 
-    def __init__(self, num_features: int, *, virtual_batch: int = 32, **kw: Any) -> None:
-        nn.BatchNorm1d.__init__(self, num_features, **kw)
-        self.virtual_batch = _check_virtual(virtual_batch)
-
 
 class GhostBatchNorm2d(_GhostBatchMixin, nn.BatchNorm2d):
     __doc__ = _GhostBatchMixin.__doc__
-
-    def __init__(self, num_features: int, *, virtual_batch: int = 32, **kw: Any) -> None:
-        nn.BatchNorm2d.__init__(self, num_features, **kw)
-        self.virtual_batch = _check_virtual(virtual_batch)
 
 
 # --------------------------------------------------------------------------------------------- frozen batch
