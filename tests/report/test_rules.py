@@ -114,3 +114,46 @@ def test_every_spec_has_a_paper_block_with_provenance_and_a_rule_that_evaluates(
             assert need in {s.id for s in all_specs()}, f"{spec.id} needs unknown {need}"
     assert set(VERDICTS) == {"reproduced", "partly", "not", "inconclusive"}
     assert {"value_at_least", "ratio_at_least", "all_of", "none"} <= set(RULES.names())
+
+
+def test_at_least_se_gives_every_verdict():
+    rule = {"kind": "at_least_se", "ours": "d", "se": "s", "threshold": 3, "partly": 0, "k": 2}
+    assert v(rule, d=10.0, s=1.0) == "reproduced"  # [8, 12] >= 3
+    assert v(rule, d=4.0, s=1.0) == "partly"  # [2, 6]: above 0, not all above 3
+    assert v(rule, d=0.5, s=1.0) == "not"  # [-1.5, 2.5] entirely below 3
+    assert v(rule, d=1.5, s=1.0) == "inconclusive"  # [-0.5, 3.5] straddles 3 and 0
+    assert v(rule, d=2.0) == "inconclusive"  # no standard error: never decided
+    assert v(rule, d=2.0, s=-1.0) == "inconclusive"
+
+
+def test_at_most_se_counts_the_estimates_own_uncertainty():
+    rule = {"kind": "at_most_se", "ours": "r", "se": "s", "threshold": 1.0, "partly": 1.5, "k": 2}
+    assert v(rule, r=1.10, s=0.13) == "reproduced"  # 1.10 - 0.26 <= 1: consistent with the bound
+    assert v(rule, r=1.60, s=0.10) == "partly"  # 1.40: above 1, within 1.5
+    assert v(rule, r=3.0, s=0.10) == "not"
+    assert v(rule, r=float("nan"), s=0.1) == "inconclusive"
+
+
+def test_equivalence_gives_every_verdict():
+    rule = {"kind": "equivalence", "ours": "d", "se": "s", "margin": 3, "partly_margin": 5, "k": 2}
+    assert v(rule, d=0.5, s=1.0) == "reproduced"  # [-1.5, 2.5] inside ±3
+    assert v(rule, d=2.0, s=1.0) == "partly"  # [0, 4] inside ±5, not ±3
+    assert v(rule, d=-8.0, s=1.0) == "not"  # [-10, -6] outside ±3
+    assert v(rule, d=4.0, s=1.5) == "inconclusive"  # [1, 7] overlaps the margin
+    assert v(rule, d=0.0) == "inconclusive"
+
+
+def test_requires_is_inconclusive_unless_its_condition_holds():
+    inner = {"kind": "value_at_least", "ours": "q", "threshold": 1, "partly": 0.5}
+    rule = {
+        "kind": "requires",
+        "because": "the plateau",
+        "condition": {"kind": "value_at_least", "ours": "ok", "threshold": 1},
+        "rule": inner,
+    }
+    assert v(rule, ok=1.0, q=2.0) == "reproduced"
+    assert v(rule, ok=1.0, q=0.7) == "partly"
+    assert v(rule, ok=1.0, q=0.1) == "not"
+    out = evaluate(rule, {"ok": 0.5, "q": 2.0})
+    assert out.verdict == "inconclusive" and "the plateau does not hold" in out.reason
+    assert v(rule, q=2.0) == "inconclusive"  # the condition's quantity is missing

@@ -1,7 +1,13 @@
 """E1 · Fig. 1: the learning rate, not BN itself, buys accuracy.
 
-The lr grid is the spec's: `largest` and `smallest` are its ends under the profile, `middle` the grid lr
-nearest their geometric mean (0.003 in the paper's 0.1 / 0.003 / 0.0001)."""
+The design is read from the runs against thresholds measured in the same profile (the spec's max_lr arms):
+no-BN's and BN's largest stable lr; the training lrs then have roles — `large`: BN's largest training lr,
+`shared`: the largest lr at or below no-BN's max at which both norms train (paired seeds), `small`: the
+smallest. The claim is at risk only if BN's max is >= 30x no-BN's, the large lr >= 10x no-BN's max and the
+shared lr <= no-BN's max (`design_at_risk`); otherwise the verdict is inconclusive. Accuracy differences
+carry a standard error from the seed spread and the binomial error of each test accuracy; a rule about
+accuracies counts only where the runs reached a plateau (`plateaued`).
+"""
 
 from __future__ import annotations
 
@@ -11,166 +17,218 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bnlab.analyses import grid_values
 from bnlab.analyses.fake import FakeRoot, metrics
+from bnlab.analyses.lr_design import lr_roles, nobn_max, plateau_table, thresholds, training_runs
+from bnlab.analyses.max_lr_table import fake_max_lr_run
 from bnlab.analyses.select import NAN, diverged_note, mean, need_runs, pct_of_training
 from bnlab.analyses.spec import Spec
-from bnlab.figures.basic import mean_std_curve
+from bnlab.figures import lr_curves as plot
 from bnlab.store.runset import RunSet
 
+GAP, LARGE, SHARED = 30.0, 10.0, 1.0  # BN/no-BN max-lr gap; large lr / no-BN max; shared lr / no-BN max
+TOL = 1e-6  # relative: a bisection's geometric mean is exact to rounding only
 
-def lr_grid(runs: RunSet, spec: Spec) -> tuple[float, float, float]:
-    """(largest, middle, smallest) lr of the spec's grid under the runs' profile."""
-    lrs = sorted({float(v) for v in grid_values(spec, "optim.lr", runs.profile)})
-    hi, lo = lrs[-1], lrs[0]
-    mid = min(lrs, key=lambda lr: abs(np.log(lr) - 0.5 * (np.log(hi) + np.log(lo))))
-    return hi, mid, lo
+
+def _test_sizes(df: pd.DataFrame) -> np.ndarray:
+    """Images in each run's final test evaluation (the whole test split): 10,000 for CIFAR."""
+    name = df.get("data.name", pd.Series("cifar10", index=df.index)).astype(str)
+    synth = pd.to_numeric(df.get("data.synthetic_test", pd.Series(np.nan, index=df.index)), errors="coerce")
+    return np.where(name == "synthetic", synth, 10_000).astype(float)
+
+
+def _accs(runs: RunSet, norm: str, lr: float) -> pd.DataFrame:
+    """Complete training runs of (norm, lr): seed, test accuracy (points) and its binomial variance."""
+    g = runs.where(model__norm=norm, optim__lr=lr)
+    g = g[(g.get("task", "train") == "train") & (g["state"] == "complete")]
+    acc = pd.to_numeric(g.get("summary.test_acc", pd.Series(dtype=float)), errors="coerce")
+    out = pd.DataFrame({"seed": g.get("train.seed", 0), "acc": 100 * acc})
+    out["binom"] = 1e4 * acc * (1 - acc) / _test_sizes(g)
+    return out[np.isfinite(out["acc"])].reset_index(drop=True)
+
+
+def _diff(a: pd.DataFrame, b: pd.DataFrame, paired: bool) -> tuple[float, float, int]:
+    """mean(a) - mean(b) in points, its standard error (seed spread + binomial test error), n."""
+    if paired:
+        m = a.merge(b, on="seed", suffixes=("_a", "_b"))
+        if not len(m):
+            return NAN, NAN, 0
+        d = m["acc_a"] - m["acc_b"]
+        n = len(d)
+        spread = float(d.var(ddof=1)) / n if n > 1 else 0.0
+        return float(d.mean()), float(np.sqrt(spread + (m["binom_a"] + m["binom_b"]).sum() / n**2)), n
+    if not len(a) or not len(b):
+        return NAN, NAN, 0
+    var = 0.0
+    for x in (a, b):
+        n = len(x)
+        var += (float(x["acc"].var(ddof=1)) / n if n > 1 else 0.0) + float(x["binom"].sum()) / n**2
+    return float(a["acc"].mean() - b["acc"].mean()), float(np.sqrt(var)), min(len(a), len(b))
 
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
-    r = runs.usable()
-    hi, mid, lo = lr_grid(runs, spec)
-    acc: dict[tuple[str, float], float] = {}
-    for norm, name in (("batch", "BN"), ("none", "no BN")):
-        for lr in (hi, mid, lo):
-            g = runs.where(model__norm=norm, optim__lr=lr)
-            g = g[g["run_id"].isin(r["run_id"])]
-            done = g[g["state"] == "complete"]
-            acc[(norm, lr)] = mean(done.get("summary.test_acc", pd.Series(dtype=float))) * 100
-            if len(g) and not len(done):
-                runs.note(f"{name}, lr {lr:g}: no complete run ({', '.join(g['state'].astype(str))})")
-    big = r[(r.get("model.norm") == "none") & (pd.to_numeric(r.get("optim.lr"), errors="coerce") > lo)]
-    bn_hi = runs.where(model__norm="batch", optim__lr=hi)
-    bn_hi = bn_hi[bn_hi["state"] == "complete"]
-    return {
-        "test_acc_bn_largest_lr": acc[("batch", hi)],
-        "test_acc_bn_middle_lr": acc[("batch", mid)],
-        "test_acc_bn_smallest_lr": acc[("batch", lo)],
-        "test_acc_nobn_smallest_lr": acc[("none", lo)],
-        "bn_minus_nobn_at_smallest_lr": acc[("batch", lo)] - acc[("none", lo)],
-        "bn_largest_minus_smallest_lr": acc[("batch", hi)] - acc[("batch", lo)],
-        "nobn_diverged_share_above_smallest_lr": float((big["state"] == "diverged").mean())
-        if len(big)
-        else NAN,
-        "train_acc_bn_largest_lr": mean(bn_hi.get("summary.train_acc", pd.Series(dtype=float))) * 100,
+    th = thresholds(runs)
+    roles = lr_roles(runs, th)
+    large, shared, small = roles["large"], roles["shared"], roles["small"]
+    nb = nobn_max(th)
+    q: dict[str, float] = {
+        "nobn_max_lr": nb,
+        "bn_max_lr": th.get("batch", NAN),
+        "bn_over_nobn_max_lr": th.get("batch", NAN) / nb if nb > 0 else NAN,
+        "large_over_nobn_max": large / nb if nb > 0 else NAN,
+        "shared_over_nobn_max": shared / nb if nb > 0 else NAN,
     }
+    measured = all(
+        np.isfinite(q[k]) for k in ("bn_over_nobn_max_lr", "large_over_nobn_max", "shared_over_nobn_max")
+    )
+    q["design_at_risk"] = (
+        float(
+            q["bn_over_nobn_max_lr"] >= GAP * (1 - TOL)
+            and q["large_over_nobn_max"] >= LARGE * (1 - TOL)
+            and q["shared_over_nobn_max"] <= SHARED * (1 + TOL)
+        )
+        if measured
+        else NAN
+    )
+    if not measured:
+        runs.note("the lr roles need both max_lr arms and training runs at a shared lr: design not measured")
+    r = runs.usable()
+    r = r[r.get("task", pd.Series("train", index=r.index)) == "train"] if len(r) else r
+    big = (
+        r[
+            (r.get("model.norm") == "none")
+            & np.isclose(pd.to_numeric(r.get("optim.lr"), errors="coerce"), large)
+        ]
+        if len(r)
+        else r
+    )
+    q["nobn_large_lr_diverged_share"] = float((big["state"] == "diverged").mean()) if len(big) else NAN
+    bn_l, bn_s, nb_s = _accs(runs, "batch", large), _accs(runs, "batch", shared), _accs(runs, "none", shared)
+    q["test_acc_bn_large_lr"] = mean(bn_l["acc"])
+    q["test_acc_bn_shared_lr"] = mean(bn_s["acc"])
+    q["test_acc_nobn_shared_lr"] = mean(nb_s["acc"])
+    q["test_acc_bn_small_lr"] = mean(_accs(runs, "batch", small)["acc"])
+    q["test_acc_nobn_small_lr"] = mean(_accs(runs, "none", small)["acc"])
+    d, se, n = _diff(bn_s, nb_s, paired=True)
+    q["bn_minus_nobn_shared_lr"], q["bn_minus_nobn_shared_lr_se"], q["shared_lr_pairs"] = d, se, float(n)
+    d, se, _ = _diff(bn_l, bn_s, paired=False)
+    q["bn_large_minus_shared_lr"], q["bn_large_minus_shared_lr_se"] = d, se
+    p = plateau_table(runs)
+    at = (lambda lr: p[np.isclose(p["lr"], lr)]) if len(p) else (lambda lr: p)
+    q["shared_lr_plateau_share"] = float(at(shared)["plateau"].mean()) if len(at(shared)) else NAN
+    bnl = at(large)
+    bnl = bnl[bnl["norm"] == "batch"] if len(bnl) else bnl
+    q["bn_large_lr_plateau_share"] = float(bnl["plateau"].mean()) if len(bnl) else NAN
+    tr = runs.where(model__norm="batch", optim__lr=large)
+    tr = tr[(tr.get("task", "train") == "train") & (tr["state"] == "complete")]
+    q["train_acc_bn_large_lr"] = mean(tr.get("summary.train_acc", pd.Series(dtype=float))) * 100
+    for name, v in (("large", large), ("shared", shared), ("small", small)):
+        runs.note(f"{name} lr: {v:g}") if np.isfinite(v) else runs.note(f"no {name} lr in this design")
+    return q
+
+
+def _curve(runs: RunSet, row: pd.Series, m: pd.DataFrame, splits: tuple[str, ...]) -> tuple | None:
+    split = next((s for s in splits if (m["split"] == s).any()), None)
+    if split is None:
+        return None
+    ms = m[m["split"] == split].sort_values("step")
+    y = pd.to_numeric(ms["acc"], errors="coerce").to_numpy(float) * 100
+    ok = np.isfinite(y)
+    if (~ok).any():
+        runs.note(f"run {row['run_id']}: {int((~ok).sum())} non-finite {split} accuracies left out")
+    return (pct_of_training(row, ms)[ok], y[ok]) if ok.any() else None
 
 
 def lr_curves(runs: RunSet, spec: Spec) -> Figure:
-    """E1 / Fig. 1: train and test accuracy vs % of training, mean ± std over seeds per (norm, lr)."""
-    r = need_runs(runs, "lr_curves")
+    """E1 / Fig. 1: train and test accuracy vs % of training per (norm, lr): every run thin, the mean thick;
+    one colour per lr, solid BN, dashed no BN; x marks where a run diverged."""
+    r = need_runs(runs, "lr_curves", training_runs(runs))
     diverged_note(runs, r)
-    labels = runs.labels(r, exclude=("train.seed",))
-    fig = Figure(figsize=(10.0, 3.8), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    panels = (("train accuracy", ("train_eval", "train")), ("test accuracy", ("test", "val")))
-    for ax, (title, splits) in zip(axes, panels):
-        used_split = None
-        for color, label in enumerate(dict.fromkeys(labels)):
-            curves, diverged_x = [], []
-            for _, row in r[labels.to_numpy() == label].iterrows():
-                m = runs.metrics(row)
-                if m.empty or "split" not in m.columns:
-                    runs.note(f"run {row['run_id']} ({label}): no metrics, left out")
-                    continue
-                split = next((s for s in splits if (m["split"] == s).any()), None)
-                if split is None:
-                    runs.note(f"run {row['run_id']} ({label}): no {'/'.join(splits)} accuracy rows")
-                    continue
-                used_split = used_split or split
-                ms = m[m["split"] == split].sort_values("step")
-                x = pct_of_training(row, ms)
-                y = pd.to_numeric(ms["acc"], errors="coerce").to_numpy(float) * 100
-                ok = np.isfinite(y)
-                if (~ok).any():
-                    runs.note(
-                        f"run {row['run_id']} ({label}): {int((~ok).sum())} non-finite {split} accuracies left out"
-                    )
-                if ok.sum() == 0:
-                    continue
-                curves.append((x[ok], y[ok]))
-                if row["state"] == "diverged":
-                    diverged_x.append((x[ok][-1], y[ok][-1]))
-            if not curves:
-                continue
-            gx, gm, gs = mean_std_curve(curves)
-            c, n = f"C{color % 8}", len(curves)
-            ax.plot(gx, gm, color=c, label=f"{label} (n={n})")
-            if n > 1:
-                ax.fill_between(gx, gm - gs, gm + gs, color=c, alpha=0.2, lw=0)
-            for dx, dy in diverged_x:
-                ax.plot([dx], [dy], "x", color=c, ms=8, mew=2)
-        ax.set_title(f"{title} ({used_split or 'none'})")
-        ax.set_xlabel("% of training")
-        ax.set_xlim(0, 100)
-    axes[0].set_ylabel("accuracy (%)")
-    axes[0].legend(loc="lower right")
-    return fig
+    arms: dict[tuple[str, float], plot.Arm] = {}
+    for _, row in r.iterrows():
+        m = runs.metrics(row)
+        if m.empty or "split" not in m.columns:
+            runs.note(f"run {row['run_id']} ({runs.label(row)}): no metrics, left out")
+            continue
+        key = (str(row["model.norm"]), float(row["optim.lr"]))
+        arm = arms.setdefault(key, plot.Arm(*key))
+        for which, splits in (("train", ("train_eval", "train")), ("test", ("test", "val"))):
+            c = _curve(runs, row, m, splits)
+            if c is not None:
+                getattr(arm, which).append(c)
+                if which == "test" and row["state"] == "diverged":
+                    arm.diverged.append((float(c[0][-1]), float(c[1][-1])))
+    return plot.accuracy_curves(sorted(arms.values(), key=lambda a: (-a.lr, a.norm)))
 
 
 def lr_final_table(runs: RunSet, spec: Spec) -> Figure:
     """E1: final test accuracy per (norm, lr), mean ± std over seeds; diverged runs hatched, not averaged."""
-    r = need_runs(runs, "lr_final_table")
-    labels = runs.labels(r, exclude=("train.seed",))
+    r = need_runs(runs, "lr_final_table", training_runs(runs))
+    labels = runs.labels(r, exclude=("train.seed", "task"))
     rows = []
     for label in dict.fromkeys(labels):
         g = r[labels.to_numpy() == label]
-        ok = g[g["state"] == "complete"]
-        acc = pd.to_numeric(ok.get("summary.test_acc", pd.Series(dtype=float)), errors="coerce") * 100
-        finite = acc[np.isfinite(acc)]
-        if len(finite) < len(ok):
-            runs.note(
-                f"{label}: {len(ok) - len(finite)} complete runs without a finite test accuracy left out"
-            )
-        std = finite.std(ddof=0) if len(finite) > 1 else 0.0
-        rows.append(
-            (
-                label,
-                finite.mean() if len(finite) else np.nan,
-                std,
-                len(finite),
-                int((g["state"] == "diverged").sum()),
-            )
+        acc = pd.to_numeric(
+            g[g["state"] == "complete"].get("summary.test_acc", pd.Series(dtype=float)), errors="coerce"
         )
-    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.0), layout="constrained")
-    ax = fig.subplots()
-    for i, (label, avg, std, n, ndiv) in enumerate(rows):
-        if n:
-            ax.bar(i, avg, yerr=std if n > 1 else None, color=f"C{i % 8}", capsize=3)
-            ax.text(i, avg + 1, f"{avg:.1f}%\n(n={n})", ha="center", va="bottom", fontsize=7)
+        acc = 100 * acc[np.isfinite(acc)]
+        ndiv = int((g["state"] == "diverged").sum())
         if ndiv:
-            ax.bar(i, 5, color="none", edgecolor="0.3", hatch="xx")
-            ax.text(i, 6, f"{ndiv} diverged", ha="center", va="bottom", fontsize=7, color="0.3")
             runs.note(f"{label}: {ndiv} diverged run(s) shown hatched, not averaged")
-    ax.set_xticks(np.arange(len(rows)), [row[0] for row in rows], rotation=30, ha="right")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_ylim(0, 110)
-    ax.set_title("final test accuracy (mean ± std over seeds)")
-    return fig
+        std = float(acc.std(ddof=0)) if len(acc) > 1 else 0.0
+        rows.append((label, float(acc.mean()) if len(acc) else NAN, std, len(acc), ndiv))
+    return plot.final_bars(rows, "final test accuracy (mean ± std over seeds)")
 
 
-FIGURES = {"lr_curves": lr_curves, "lr_final_table": lr_final_table}
+def lr_design(runs: RunSet, spec: Spec) -> Figure:
+    """E1: the training lrs (markers) against the largest stable lr measured in the same profile (bars)."""
+    th = thresholds(runs)
+    r = training_runs(runs)
+    lrs = (
+        {str(n): sorted(set(pd.to_numeric(g["optim.lr"]))) for n, g in r.groupby("model.norm")}
+        if len(r)
+        else {}
+    )
+    if not th and not lrs:
+        need_runs(runs, "lr_design", r.iloc[0:0])
+    return plot.lr_design(th, lr_roles(runs, th), lrs)
+
+
+FIGURES = {"lr_curves": lr_curves, "lr_final_table": lr_final_table, "lr_design": lr_design}
 
 
 def fake_runs(root: Path, profile: str) -> str:
-    """BN at 0.1 / 0.003 / 1e-4 and no BN at 1e-4 (2 seeds each), no BN diverged at 0.1: reproduced."""
+    """Measured thresholds (BN 0.9, no BN 0.01), BN at 0.1 and both norms at 0.003 (3 paired seeds, equal
+    accuracy, plateaued), 5e-4 for both, no BN diverged at 0.1: every rule reproduced."""
     r = FakeRoot(root, profile)
-    for norm, lr, acc in (
-        ("batch", 0.1, 0.93),
-        ("batch", 0.003, 0.90),
-        ("batch", 0.0001, 0.81),
-        ("none", 0.0001, 0.82),
-    ):
-        for seed in (0, 1):
-            d = r.run(
-                "E1",
-                {"model.norm": norm, "optim.lr": lr, "train.seed": seed},
-                step=40,
-                summary={"test_acc": acc + 0.005 * seed, "train_acc": 1.0},
-            )
-            metrics(d, list(np.linspace(0.1, acc, 4)))
+    base = {
+        "model.init.conv": "kaiming_fan_in",
+        "model.depth": 20,
+        "train.epochs": 60.0,
+        "data.name": "cifar10",
+    }
+    fake_max_lr_run(r, "E1", {**base, "model.norm": "batch"}, 0.9)
+    fake_max_lr_run(r, "E1", {**base, "model.norm": "none"}, 0.01)
+    arms = [("batch", 0.1, s, 0.80 + 0.004 * s) for s in range(3)]
+    arms += [
+        (n, 0.003, s, 0.70 + 0.003 * s + (0.002 if n == "batch" else 0.0))
+        for s in range(3)
+        for n in ("batch", "none")
+    ]
+    arms += [("batch", 0.0005, 0, 0.62), ("none", 0.0005, 0, 0.61)]
+    for norm, lr, seed, acc in arms:
+        d = r.run(
+            "E1",
+            {**base, "model.norm": norm, "optim.lr": lr, "train.seed": seed},
+            step=1400,
+            summary={"test_acc": acc, "train_acc": 1.0},
+        )
+        metrics(d, [0.3, 0.6, 0.9, 0.96, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0], epochs=60.0)
     d = r.run(
-        "E1", {"model.norm": "none", "optim.lr": 0.1}, state="diverged", step=3, reason="loss 1e4 > 1e3"
+        "E1",
+        {**base, "model.norm": "none", "optim.lr": 0.1},
+        state="diverged",
+        step=3,
+        reason="loss 1e4 > 1e3",
     )
-    metrics(d, [0.1, 0.1], diverge=True)
+    metrics(d, [0.1, 0.1], diverge=True, epochs=60.0)
     return "reproduced"

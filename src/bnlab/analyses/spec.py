@@ -66,7 +66,7 @@ class PaperValue(BaseModel):
         return self
 
 
-RULE_REFS = ("ours", "numerator", "denominator")  # rule fields that name a quantity key
+RULE_REFS = ("ours", "numerator", "denominator", "se")  # rule fields that name a quantity key
 
 
 def rule_keys(rule: Any) -> list[str]:
@@ -74,7 +74,7 @@ def rule_keys(rule: Any) -> list[str]:
     if not isinstance(rule, dict):
         return []
     out = [str(rule[f]) for f in RULE_REFS if f in rule]
-    for sub in rule.get("rules", []) or []:
+    for sub in (rule.get("rules", []) or []) + [rule.get("condition"), rule.get("rule")]:
         out += rule_keys(sub)
     return out
 

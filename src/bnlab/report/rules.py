@@ -11,6 +11,17 @@ keys (what the experiment's analysis returns; the spec declares them) to floats;
                                                                as value_at_least, on a positive ratio
     {kind: abs_at_most,    ours: Q, threshold: t, partly: p}   |Q| <= t: reproduced; |Q| <= p: partly
     {kind: value_within,   ours: Q, low, high, partly_low, partly_high}
+    {kind: at_least_se, ours: Q, se: S, threshold: t, partly: p, k: 2}
+                     a noisy estimate Q with standard error S, interval [Q - kS, Q + kS]: lower end >= t:
+                     reproduced; lower end >= p: partly; upper end < t: not (surely below); else inconclusive
+    {kind: at_most_se,  ours: Q, se: S, threshold: t, partly: p, k: 2}
+                     Q consistent with Q <= t: lower end <= t: reproduced; lower end <= p: partly; else not
+    {kind: equivalence, ours: D, se: S, margin: m, partly_margin: pm, k: 2}
+                     an equivalence test: [D - kS, D + kS] inside [-m, m]: reproduced; inside [-pm, pm]:
+                     partly; entirely outside [-m, m]: not; else inconclusive
+    {kind: requires, condition: {rule}, rule: {rule}}
+                     the rule's verdict where the condition (e.g. "the runs reached a plateau", "the design
+                     puts the claim at risk") is reproduced; otherwise inconclusive, naming the condition
     {kind: all_of, rules: [...]}    every part reproduced: reproduced; every part not: not; else partly;
                                     any part inconclusive: inconclusive
     {kind: any_of, rules: [...]}    the best part's verdict
@@ -214,6 +225,83 @@ def any_of(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
         return Verdict("inconclusive", _join(parts), parts)
     best = max(decided, key=lambda p: RANK[p.verdict])
     return Verdict(best.verdict, _join(parts), parts)
+
+
+def _interval(
+    rule: Mapping[str, Any], values: Mapping[str, float]
+) -> tuple[str, float, float, float] | Verdict:
+    """(text, estimate, lower, upper) of the rule's noisy quantity `ours` with standard error `se`."""
+    name, se_name = str(_field(rule, "ours")), str(_field(rule, "se"))
+    v, se = _value(values, name), _value(values, se_name)
+    if v is None:
+        return _missing(name, values)
+    if se is None:
+        return _missing(se_name, values)
+    if se < 0:
+        return Verdict("inconclusive", f"'{se_name}' = {_g(se)} is not a standard error")
+    k = float(rule.get("k", 2.0))
+    lo, hi = v - k * se, v + k * se
+    return f"'{name}' = {_g(v)} ± {_g(k)}·{_g(se)} = [{_g(lo)}, {_g(hi)}]", v, lo, hi
+
+
+@RULES.register("at_least_se")
+def at_least_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+    """Interval above threshold: reproduced; above partly: partly; entirely below threshold: not."""
+    got = _interval(rule, values)
+    if isinstance(got, Verdict):
+        return got
+    text, _, lo, hi = got
+    t, p = float(_field(rule, "threshold")), rule.get("partly")
+    if lo >= t:
+        return Verdict("reproduced", f"{text}: the whole interval is >= {_g(t)}")
+    if p is not None and lo >= float(p):
+        return Verdict("partly", f"{text}: the whole interval is >= {_g(float(p))}, not >= {_g(t)}")
+    if hi < t:
+        return Verdict("not", f"{text}: the whole interval is below {_g(t)}")
+    return Verdict("inconclusive", f"{text} straddles {_g(t)}: the estimate is too noisy to decide")
+
+
+@RULES.register("at_most_se")
+def at_most_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+    """Consistent with ours <= threshold (lower end <= t): reproduced; lower end <= partly: partly; else not."""
+    got = _interval(rule, values)
+    if isinstance(got, Verdict):
+        return got
+    text, _, lo, _ = got
+    t, p = float(_field(rule, "threshold")), rule.get("partly")
+    if lo <= t:
+        return Verdict("reproduced", f"{text}: consistent with <= {_g(t)}")
+    if p is not None and lo <= float(p):
+        return Verdict("partly", f"{text}: above {_g(t)} but consistent with <= {_g(float(p))}")
+    return Verdict("not", f"{text}: the whole interval is above {_g(t) if p is None else _g(float(p))}")
+
+
+@RULES.register("equivalence")
+def equivalence(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+    """Interval inside ±margin: reproduced; inside ±partly_margin: partly; outside ±margin: not."""
+    got = _interval(rule, values)
+    if isinstance(got, Verdict):
+        return got
+    text, _, lo, hi = got
+    m, pm = float(_field(rule, "margin")), rule.get("partly_margin")
+    if -m <= lo and hi <= m:
+        return Verdict("reproduced", f"{text} lies inside ±{_g(m)}")
+    if pm is not None and -float(pm) <= lo and hi <= float(pm):
+        return Verdict("partly", f"{text} lies inside ±{_g(float(pm))} but not ±{_g(m)}")
+    if hi < -m or lo > m:
+        return Verdict("not", f"{text} lies entirely outside ±{_g(m)}")
+    return Verdict("inconclusive", f"{text} overlaps ±{_g(m)}: too noisy to call equivalent or different")
+
+
+@RULES.register("requires")
+def requires(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+    """The inner rule's verdict where the condition holds (is reproduced); otherwise inconclusive."""
+    cond = evaluate(_field(rule, "condition"), values)
+    if cond.verdict != "reproduced":
+        what = str(rule.get("because", "its precondition"))
+        return Verdict("inconclusive", f"{what} does not hold ({cond.verdict}: {cond.reason})", [cond])
+    inner = evaluate(_field(rule, "rule"), values)
+    return Verdict(inner.verdict, inner.reason, [cond, inner])
 
 
 @RULES.register("none")

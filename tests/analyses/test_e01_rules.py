@@ -1,0 +1,99 @@
+"""E1's rules on synthetic runs: the design check, the divergence rule, the equivalence test at the shared lr
+and the large-vs-shared test each decide every verdict — the claim can fail, and a design or runs that
+cannot test it give "inconclusive", never "reproduced"."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+
+from bnlab.analyses import analysis
+from bnlab.analyses.fake import FakeRoot, metrics
+from bnlab.analyses.max_lr_table import fake_max_lr_run
+from bnlab.analyses.spec import find_specs
+from bnlab.report.study import collect_section
+from bnlab.store.runset import RunSet
+
+SPEC = find_specs(["E1"])[0]
+BASE = {"model.init.conv": "kaiming_fan_in", "model.depth": 20, "train.epochs": 60.0}
+PLATEAU = [0.3, 0.6, 0.9, 0.96, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0]
+RISING = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # +10 points before the first drop, < 95 %
+
+
+def make(
+    root,
+    *,
+    nobn_max=0.01,
+    nobn_shared=0.70,
+    bn_large=0.80,
+    nobn_large="diverged",
+    curve=PLATEAU,
+    seeds=3,
+    spread=0.0,
+):
+    r = FakeRoot(root, "cpu")
+    fake_max_lr_run(r, "E1", {**BASE, "model.norm": "batch"}, 0.9)
+    if nobn_max is not None:
+        fake_max_lr_run(r, "E1", {**BASE, "model.norm": "none"}, nobn_max)
+    arms = [("batch", 0.1, s, bn_large + 0.004 * s) for s in range(seeds)]
+    arms += [("batch", 0.003, s, 0.70 + 0.003 * s) for s in range(seeds)]
+    arms += [
+        ("none", 0.003, s, nobn_shared + 0.003 * s + spread * (1 if s % 2 else -1)) for s in range(seeds)
+    ]
+    for norm, lr, seed, acc in arms:
+        d = r.run(
+            "E1",
+            {**BASE, "model.norm": norm, "optim.lr": lr, "train.seed": seed},
+            step=1400,
+            summary={"test_acc": acc, "train_acc": 1.0},
+        )
+        metrics(d, curve, epochs=60.0)
+    d = r.run(
+        "E1",
+        {**BASE, "model.norm": "none", "optim.lr": 0.1},
+        state=nobn_large,
+        step=3,
+        summary={"test_acc": 0.5, "train_acc": 0.6} if nobn_large == "complete" else None,
+    )
+    metrics(d, [0.1, 0.1], diverge=nobn_large == "diverged", epochs=60.0)
+    return root
+
+
+def verdict(root, tmp_path):
+    (tmp_path / "fig").mkdir(exist_ok=True)
+    sec = collect_section(SPEC, RunSet.open(root), root, "cpu", tmp_path / "fig", {})
+    return sec.verdict
+
+
+@pytest.mark.parametrize(
+    "kw,want,why",
+    [
+        ({}, "reproduced", ""),
+        ({"nobn_shared": 0.60}, "partly", "outside"),  # BN 10 points better at the same lr: equivalence fails
+        ({"nobn_shared": 0.60, "bn_large": 0.70, "nobn_large": "complete"}, "not", ""),  # every part fails
+        ({"nobn_max": 0.05}, "inconclusive", "design"),  # gap 18x < 30: the claim was never at risk
+        ({"nobn_max": None}, "inconclusive", "design"),  # thresholds not measured
+        ({"curve": RISING}, "inconclusive", "plateau"),  # the accuracies were still moving
+        # paired differences 7 and 3 points: 5 ± 2·2.05 overlaps the ±3 margin
+        ({"nobn_shared": 0.65, "seeds": 2, "spread": 0.02}, "inconclusive", "overlaps"),
+    ],
+)
+def test_e1_rule_can_give_every_verdict_on_synthetic_runs(kw, want, why, tmp_path):
+    v = verdict(make(tmp_path / "runs", **kw), tmp_path)
+    assert v.verdict == want, v.reason
+    assert why in v.reason
+
+
+def test_e1_uncertainty_counts_seed_spread_and_binomial_error(tmp_path):
+    root = make(tmp_path / "runs")
+    q = analysis(SPEC).quantities(RunSet.open(root).experiment("E1", "cpu"), SPEC)
+    # paired differences 0.0 at every seed: the SE is the binomial part only, sqrt(sum 2 p(1-p)/N) / n
+    import math
+
+    binom = sum(2 * 1e4 * a * (1 - a) / 10_000 for a in (0.70, 0.703, 0.706)) / 9
+    assert q["bn_minus_nobn_shared_lr"] == pytest.approx(0.0, abs=1e-9)
+    assert q["bn_minus_nobn_shared_lr_se"] == pytest.approx(math.sqrt(binom), rel=1e-9)
+    assert q["shared_lr_pairs"] == 3 and q["design_at_risk"] == 1.0
