@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -18,8 +19,26 @@ from bnlab.figures import dynamics
 from bnlab.store.runset import RunSet
 
 
+def _at(t: pd.DataFrame, step: object, metric: str) -> tuple[float, float]:
+    row = t[(t["step"] == step) & (t["metric"] == metric)]
+    if not len(row):
+        return NAN, NAN
+    return float(row["value"].iloc[0]), float(pd.to_numeric(row.get("se"), errors="coerce").iloc[0])
+
+
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
-    q = {"nobn_noise_over_bound_max": NAN, "bn_noise_over_bound_max": NAN, "bn_over_nobn_noise_first": NAN}
+    """The no-BN ratio noise / bound at the step where it is largest, with its standard error by the delta
+    method from the two estimates' own (noise: over minibatches; bound: over examples; independent samples),
+    the minibatches it rests on and the bound's exact without-replacement factor (N − b)/(N − 1)."""
+    keys = (
+        "nobn_noise_over_bound_max",
+        "nobn_noise_over_bound_se",
+        "nobn_noise_minibatches",
+        "nobn_bound_without_replacement_factor",
+        "bn_noise_over_bound_max",
+        "bn_over_nobn_noise_first",
+    )
+    q = dict.fromkeys(keys, NAN)
     t = runs.probe("sgd_noise", runs.usable())
     if t.empty:
         return q
@@ -27,6 +46,21 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     for stats, key in (("none", "nobn_noise_over_bound_max"), ("batch", "bn_noise_over_bound_max")):
         v = pd.to_numeric(nb[nb["norm_stats"] == stats]["value"], errors="coerce")
         q[key] = float(v.max()) if v.notna().any() else NAN
+    none = t[t["norm_stats"] == "none"]
+    ratios = none[none["metric"] == "noise_over_bound"]
+    if len(ratios) and ratios["value"].notna().any():
+        at = ratios.loc[pd.to_numeric(ratios["value"], errors="coerce").idxmax()]
+        key = (at["run_id"], at["step"])
+        one = none[(none["run_id"] == key[0])]
+        (n, n_se), (b, b_se) = _at(one, key[1], "noise"), _at(one, key[1], "bound")
+        q["nobn_noise_over_bound_se"] = q["nobn_noise_over_bound_max"] * float(np.hypot(n_se / n, b_se / b))
+        q["nobn_noise_minibatches"] = float(at.get("n_batches", NAN))
+        wor, _ = _at(one, key[1], "bound_wor")
+        q["nobn_bound_without_replacement_factor"] = wor / b if np.isfinite(wor) and b else NAN
+        runs.note(
+            f"no-BN noise / bound at its largest: run {key[0]}, step {key[1]}, over "
+            f"{q['nobn_noise_minibatches']:.0f} minibatches"
+        )
     noise = t[t["metric"] == "noise"]
     first = noise[noise["step"] == noise["step"].min()]
     q["bn_over_nobn_noise_first"] = ratio(
@@ -64,8 +98,18 @@ def fake_runs(root: Path, profile: str) -> str:
                 ("alpha_sq_over_b", s),
                 ("noise", 5 * s),
                 ("bound", 6 * s),
+                ("bound_wor", 6 * s * 0.99),
                 ("noise_over_bound", 5 / 6),
             ):
-                rows.append({"metric": m, "value": v, "se": 0.1 * v, "step": step, "norm_stats": norm})
+                rows.append(
+                    {
+                        "metric": m,
+                        "value": v,
+                        "se": 0.1 * v,
+                        "step": step,
+                        "norm_stats": norm,
+                        "n_batches": 16,
+                    }
+                )
         probe(d, "sgd_noise", rows)
     return "reproduced"
