@@ -132,7 +132,14 @@ class ProbeSchedules(Observer):
         batches = ctx.data.probe_batches(
             sched.batches, sched.batch_size or cfg.optim.batch_size, seed=probe_batch_seed(cfg)
         )
-        pctx = ProbeContext(step=step, optimizer=ctx.optimizer, lr=lr, run_dir=ctx.run_dir, config=cfg)
+        pctx = ProbeContext(
+            step=step,
+            optimizer=ctx.optimizer,
+            lr=lr,
+            run_dir=ctx.run_dir,
+            config=cfg,
+            extra={"dataset_size": ctx.data.n_train},  # N of the training split (sgd_noise's exact bound)
+        )
         return apply_probe(sched.name, ctx.model, batches, pctx, sched.options)
 
 
