@@ -17,29 +17,37 @@ from bnlab.analyses.spec import Spec
 from bnlab.figures import dynamics
 from bnlab.store.runset import RunSet
 
+KEYS = ("log10_mean_first_layer", "log10_mean_last_layer", "log10_mean_growth", "log10_var_last_layer")
+
+
+def _moments(arr: dict[str, np.ndarray]) -> dict[str, float]:
+    """log10 of the largest |channel mean| (first and last scanned layer) and variance (last) at s = 1."""
+    layers = [k[5:] for k in arr if k.startswith("mean/")]
+    with np.errstate(all="ignore"):  # s = 1 is the last row of each [grid, channels] array
+        first = np.log10(np.nanmax(np.abs(arr[f"mean/{layers[0]}"][-1])))
+        last = np.log10(np.nanmax(np.abs(arr[f"mean/{layers[-1]}"][-1])))
+        var = np.log10(np.nanmax(arr[f"var/{layers[-1]}"][-1]))
+    return dict(zip(KEYS, (float(first), float(last), float(last - first), float(var))))
+
 
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
-    q = dict.fromkeys(
-        ("log10_mean_first_layer", "log10_mean_last_layer", "log10_mean_growth", "log10_var_last_layer"), NAN
-    )
+    """The moments along the diverging update of the smallest lr that diverged (the barely diverging step:
+    the rule's), and the growth along the update of the largest lr (lr 0.1 in the paper's setting)."""
+    q = dict.fromkeys((*KEYS, "diverged_lr", "log10_mean_growth_largest_lr", "largest_diverged_lr"), NAN)
+    scanned = []
     for _, row in runs.usable().iterrows():
         arr = runs.arrays(row, "diverging_step")
-        layers = [k[5:] for k in arr if k.startswith("mean/")]
-        if not layers or "s" not in arr:
-            runs.note(
-                f"run {row['run_id']} did not diverge: no diverging update, E5's numbers are not measured"
-            )
+        if "s" not in arr or not any(k.startswith("mean/") for k in arr):
+            runs.note(f"run {row['run_id']} (lr {row.get('optim.lr')}) did not diverge: no update to scan")
             continue
-        with np.errstate(all="ignore"):  # s = 1 is the last row of each [grid, channels] array
-            first = np.log10(np.nanmax(np.abs(arr[f"mean/{layers[0]}"][-1])))
-            last = np.log10(np.nanmax(np.abs(arr[f"mean/{layers[-1]}"][-1])))
-            var = np.log10(np.nanmax(arr[f"var/{layers[-1]}"][-1]))
-        q["log10_mean_first_layer"] = float(first)
-        q["log10_mean_last_layer"] = float(last)
-        q["log10_mean_growth"] = float(last - first)
-        q["log10_var_last_layer"] = float(var)
-        runs.note(f"E5 layers: {', '.join(layers)}")
-        break
+        scanned.append((float(row.get("optim.lr")), _moments(arr)))
+    if not scanned:
+        return q
+    scanned.sort(key=lambda t: t[0])
+    (lo, m_lo), (hi, m_hi) = scanned[0], scanned[-1]
+    q.update(
+        m_lo, diverged_lr=lo, log10_mean_growth_largest_lr=m_hi["log10_mean_growth"], largest_diverged_lr=hi
+    )
     return q
 
 
