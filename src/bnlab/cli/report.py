@@ -24,6 +24,11 @@ def add_parser(sub) -> argparse.ArgumentParser:  # noqa: ANN001 (argparse's priv
         "--command", default=None, help="the command to show for regenerating it (default: reproduce.json's)"
     )
     p.add_argument("--only", default=None, help="comma-separated experiment ids or names (default: all)")
+    p.add_argument(
+        "--pages",
+        action="store_true",
+        help="also one folder per experiment with runs: OUT/<id>_<name>/README.md + its figures",
+    )
     add_experiments_argument(p)
     return p
 
@@ -39,7 +44,12 @@ def run(args: argparse.Namespace) -> int:
     add_spec_dirs(args.experiments)
     print(
         build_report(
-            args.runs, out_dir=args.out, profile=args.profile, command=args.command, only=_only(args.only)
+            args.runs,
+            out_dir=args.out,
+            profile=args.profile,
+            command=args.command,
+            only=_only(args.only),
+            pages=args.pages,
         )
     )
     return 0

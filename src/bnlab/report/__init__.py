@@ -24,12 +24,14 @@ def build_report(
     command: str | None = None,
     *,
     only: list[str] | None = None,
+    pages: bool = False,
 ) -> Path:
     """Write report.html, report.md and figures/ for the runs under `runs_root`; returns report.html's path.
 
     profile: which runs to report (their meta.json tags "E1/<profile>"); default: reproduce.json's, else the
     most common tag. command: the command shown to regenerate it (default: reproduce.json's). only: experiment
-    ids or names to include (default: every spec)."""
+    ids or names to include (default: every spec). pages: also one folder per experiment with runs
+    (<id>_<name>/README.md + its figures; bnlab.report.pages)."""
     from bnlab.report.html import render_report
     from bnlab.report.markdown import render_markdown
     from bnlab.report.study import collect
@@ -42,6 +44,10 @@ def build_report(
     atomic_write_text(path, render_report(study))
     atomic_write_text(out / "report.md", render_markdown(study, out))
     _readable(path, out / "report.md")
+    if pages:
+        from bnlab.report.pages import write_pages
+
+        write_pages(study, out)
     return path
 
 
