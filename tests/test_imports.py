@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [  # highest first
     {"figures", "store", "tasks", "training", "monitor"},
     {"probes", "rmt"},
     {"models", "nn", "data"},
-    {"config"},
+    {"config", "config_checks"},
     {"registry"},
 ]
 ANYWHERE = {"errors", "__init__"}  # errors: importable by all; __init__: bnlab's lazy top-level API

@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from bnlab import config_checks as checks
 from bnlab.errors import UserError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _must(ok: Callable[[Any], bool], message: str) -> AfterValidator:
+    """A field's rule: `ok(value)` holds, else `message` ({v}: the value) is the validation error."""
+
+    def check(v: Any) -> Any:
+        if not ok(v):
+            raise ValueError(message.format(v=v))
+        return v
+
+    return AfterValidator(check)
 
 
 class InitConfig(_Strict):
@@ -34,7 +48,7 @@ class InitConfig(_Strict):
 class ModelConfig(_Strict):
     name: str = "resnet_cifar"  # resnet_cifar | vgg_cifar | mlp
     # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
-    depth: int = 20
+    depth: Annotated[int, _must(lambda v: v >= 1, "depth must be positive")] = 20
     width: int = 1  # resnet/vgg: channel multiplier of the base width 16 / 64
     hidden: int = 512  # mlp: hidden units
     activation: Literal["relu", "linear"] = "relu"  # mlp only
@@ -51,21 +65,9 @@ class ModelConfig(_Strict):
     image_size: int = 32
     init: InitConfig = Field(default_factory=InitConfig)
 
-    @field_validator("depth")
-    @classmethod
-    def _positive_depth(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("depth must be positive")
-        return v
-
     @model_validator(mode="after")
     def _check_architecture(self) -> ModelConfig:
-        if self.name == "resnet_cifar" and (self.depth - 2) % 6 != 0:
-            raise ValueError(
-                f"resnet_cifar depth must be 6n+2 (8, 14, 20, 32, 56, 110, ...), got {self.depth}"
-            )
-        if self.width < 1 or self.hidden < 1:
-            raise ValueError("width and hidden must be >= 1")
+        checks.check_model(self)  # 6n+2 and the size limits
         return self
 
 
@@ -73,99 +75,61 @@ class DataConfig(_Strict):
     name: str = "cifar10"  # cifar10 | cifar100 | synthetic | arrays
     # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
     root: str | None = None
-    subset: int | None = None  # train on a seeded, class-stratified subset of this many images
-    val_size: int = 5000  # held out of the train split (45k/5k); the test split is never touched
+    # train on a seeded, class-stratified subset of this many images
+    subset: Annotated[
+        int | None, _must(lambda v: v is None or v >= 1, "subset must be a positive number of images")
+    ] = None
+    # held out of the train split (45k/5k); the test split is never touched
+    val_size: Annotated[int, _must(lambda v: v >= 0, "val_size must be >= 0")] = 5000
     augment: bool = True  # 4-px pad + random crop + horizontal flip, on the training device
     synthetic_train: int = 2048  # synthetic only: images in the train split (before the val split)
     synthetic_test: int = 512
 
-    @field_validator("subset")
-    @classmethod
-    def _subset(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("subset must be a positive number of images")
-        return v
-
-    @field_validator("val_size")
-    @classmethod
-    def _val(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("val_size must be >= 0")
-        return v
+    @model_validator(mode="after")
+    def _sizes(self) -> DataConfig:
+        checks.check_data(self)
+        return self
 
 
 class WarmupConfig(_Strict):
     kind: Literal["none", "constant", "linear"] = "none"
-    steps: int = 0
+    steps: Annotated[int, _must(lambda v: v >= 0, "warmup steps must be >= 0")] = 0
     factor: float = 0.1  # relative to the base lr: He et al.'s 0.01 at lr 0.1 = factor 0.1
-
-    @field_validator("steps")
-    @classmethod
-    def _steps(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("warmup steps must be >= 0")
-        return v
 
 
 class OptimConfig(_Strict):
-    lr: float = 0.1  # per 128 examples unless batch_size says otherwise
-    momentum: float = 0.9
+    # per 128 examples unless batch_size says otherwise
+    lr: Annotated[
+        float, _must(lambda v: v > 0 and math.isfinite(v), "lr must be a positive finite number, got {v}")
+    ] = 0.1
+    momentum: Annotated[float, _must(lambda v: 0 <= v < 1, "momentum must be in [0, 1)")] = 0.9
     nesterov: bool = False
-    weight_decay: float = 1e-4  # He et al. 2016
+    # He et al. 2016
+    weight_decay: Annotated[float, _must(lambda v: v >= 0, "weight_decay must be >= 0")] = 1e-4
     exclude_norm_and_bias_from_wd: bool = False  # selected by module type, never by name
-    batch_size: int = 128
+    batch_size: Annotated[int, _must(lambda v: v >= 1, "batch_size must be >= 1")] = 128
     schedule: Literal["step", "cosine", "constant"] = "step"
-    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])  # fractions of training
+    milestones: Annotated[  # fractions of training
+        list[float],
+        _must(
+            lambda v: all(0 < m < 1 for m in v) and sorted(v) == v,
+            "milestones must be increasing fractions of training in (0, 1)",
+        ),
+    ] = Field(default_factory=lambda: [0.5, 0.75])
     gamma: float = 0.1  # step schedule: lr multiplied by this at each milestone
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     grad_clip: float | None = None  # max global gradient norm
 
-    @field_validator("lr")
-    @classmethod
-    def _lr(cls, v: float) -> float:
-        if not v > 0 or v != v or v == float("inf"):
-            raise ValueError(f"lr must be a positive finite number, got {v}")
-        return v
-
-    @field_validator("batch_size")
-    @classmethod
-    def _bs(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("batch_size must be >= 1")
-        return v
-
-    @field_validator("momentum")
-    @classmethod
-    def _mom(cls, v: float) -> float:
-        if not 0 <= v < 1:
-            raise ValueError("momentum must be in [0, 1)")
-        return v
-
-    @field_validator("weight_decay")
-    @classmethod
-    def _wd(cls, v: float) -> float:
-        if v < 0:
-            raise ValueError("weight_decay must be >= 0")
-        return v
-
-    @field_validator("milestones")
-    @classmethod
-    def _ms(cls, v: list[float]) -> list[float]:
-        if any(not 0 < m < 1 for m in v) or sorted(v) != v:
-            raise ValueError("milestones must be increasing fractions of training in (0, 1)")
-        return v
+    @model_validator(mode="after")
+    def _ranges(self) -> OptimConfig:
+        checks.check_optim(self)
+        return self
 
 
 class DivergenceConfig(_Strict):
     mode: Literal["relative", "absolute"] = "relative"
-    threshold: float = 1e3  # relative: x the first step's loss; absolute: the loss itself (the paper: 1e3)
-
-    @field_validator("threshold")
-    @classmethod
-    def _thr(cls, v: float) -> float:
-        if not v > 0:
-            raise ValueError("divergence threshold must be positive")
-        return v
+    # relative: x the first step's loss; absolute: the loss itself (the paper: 1e3)
+    threshold: Annotated[float, _must(lambda v: v > 0, "divergence threshold must be positive")] = 1e3
 
 
 class ProbeSchedule(_Strict):
@@ -181,13 +145,7 @@ class ProbeSchedule(_Strict):
 
     @model_validator(mode="after")
     def _one_schedule(self) -> ProbeSchedule:
-        given = [x is not None for x in (self.every, self.at, self.log_spaced)]
-        if sum(given) != 1:
-            raise ValueError(f"probe {self.name!r} needs exactly one of every / at / log_spaced")
-        if self.every is not None and self.every < 1:
-            raise ValueError("probe every must be >= 1")
-        if self.log_spaced is not None and (len(self.log_spaced) != 3 or self.log_spaced[0] < 1):
-            raise ValueError("log_spaced is [first >= 1, last, count]")
+        checks.check_probe(self)
         return self
 
     def steps(self, total: int) -> set[int]:
@@ -231,16 +189,7 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _budget(self) -> TrainConfig:
-        if self.steps is None and self.epochs is None:
-            raise ValueError("give train.epochs or train.steps")
-        if self.steps is not None and self.steps < 0:
-            raise ValueError("train.steps must be >= 0")
-        if self.epochs is not None and self.epochs < 0:
-            raise ValueError("train.epochs must be >= 0")
-        if self.sync_every < 1:
-            raise ValueError("train.sync_every must be >= 1")
-        if self.eval_every <= 0 or self.checkpoint_every <= 0:
-            raise ValueError("eval_every and checkpoint_every must be positive")
+        checks.check_train(self)
         return self
 
 
@@ -267,22 +216,23 @@ HASH_EXCLUDE = {
 }
 
 
-def _one_sentence(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        return f"unknown config key {loc!r} (see docs/config.md for the schema)"
-    return f"invalid config value for {loc}: {msg}"
+_one_sentence = checks.one_sentence  # a ValidationError as one sentence (bnlab.models uses it too)
 
 
 def validate(raw: dict[str, Any]) -> Config:
     """Build a Config from a plain dict, schema only (registry names and task options: `bnlab.tasks.check`);
     any problem becomes a one-sentence UserError."""
+    checks.check_expanded_size(raw, "the config")
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as e:
-        raise UserError(_one_sentence(e)) from None
+        raise UserError(checks.one_sentence(e)) from None
+    except RecursionError:
+        raise UserError("the config nests too deep to be a config") from None
+    where = checks.nonfinite_path(cfg.model_dump(mode="python"))
+    if where is not None:
+        raise UserError(f"invalid config value for {where}: must be a finite number (not nan or inf)")
+    return cfg
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -293,10 +243,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not all(p.strip() for p in parts):
         raise UserError(f"override {item!r} has an empty key")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise UserError(f"override {item!r}: the value is not valid YAML") from None
+    value = checks.load_yaml_text(text, f"override {key.strip()!r}") if text.strip() else None
     if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; researchers mean a number
         try:
             value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
@@ -307,6 +254,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
     """Return a deep copy of `raw` with dotted overrides applied (list of 'a.b=v' or {'a.b': v})."""
+    checks.check_expanded_size(raw, "the config")  # an alias bomb would never finish json.dumps
     out = json.loads(json.dumps(raw, default=_jsonable))
     items = (
         [(k.split("."), v) for k, v in overrides.items()]
@@ -334,12 +282,7 @@ def _jsonable(x: Any) -> Any:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {str(p)!r} is not valid YAML ({str(e).splitlines()[0]})") from None
+    data = checks.read_yaml_file(p)  # UTF-8, bounded nesting and alias expansion, safe tags only
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -27,7 +27,7 @@ def test_run_directory_matches_schema(tmp_path, tiny_overrides):
     d = train(None, tmp_path, tiny_overrides, progress=False)
     assert SCHEMA_FILES <= {p.name for p in d.iterdir()}
     st = json.loads((d / "status.json").read_text())
-    assert st["state"] == "complete" and st["schema"] == 1 and st["step"] == 16
+    assert st["state"] == "complete" and st["schema"] == 2 and st["step"] == 16
     summary, lines = _final(d)
     for k in (
         "train_loss",
@@ -68,7 +68,7 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, tiny_overrides, kil
     proc = subprocess.run([sys.executable, "-c", code], env=env)
     assert proc.returncode == -9  # it really was killed mid-run
     killed = tmp_path / "killed" / clean.name
-    assert RunDir(killed).state() == "running"
+    assert RunDir(killed).state() == "interrupted"  # its process is gone (status.json schema 2)
     train(None, tmp_path / "killed", over, progress=False)
     (a, la), (b, lb) = _final(clean), _final(killed)
     for k in a:

@@ -25,6 +25,7 @@ COMMANDS = [
     "rmt",
     "ls",
     "data",
+    "diagnose",
 ]
 
 
@@ -63,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as e:
-        sys.stderr.write(f"bnlab: {e}\n")
+        sys.stderr.write(f"bnlab: {' '.join(str(e).split())}\n")  # one line, whatever the message held
+        return 2
+    except UnicodeDecodeError as e:  # an input file that is not text (a spec, a config elsewhere)
+        sys.stderr.write(f"bnlab: an input file is not UTF-8 text ({e.reason} at byte {e.start})\n")
+        return 2
+    except RecursionError:  # nesting no input of bnlab has (YAML thousands of levels deep)
+        sys.stderr.write("bnlab: an input nests too deep to be read\n")
         return 2
     except OSError as e:  # a write failure (disk full, permissions): the run is marked failed, results kept
         sys.stderr.write(

@@ -45,9 +45,17 @@ def run(args: argparse.Namespace) -> int:
         status = train_run(cfg, run_dir, progress=not args.quiet)
     except UserError:
         lock.release()
-        if not existed and run_dir.exists() and not any(p.name != "lock" for p in run_dir.iterdir()):
-            run_dir.rmdir()
+        if not existed:  # refused before anything was written: leave no empty run directory behind
+            for name in ("lock", "lock.guard"):
+                (run_dir / name).unlink(missing_ok=True)
+            if run_dir.is_dir() and not any(run_dir.iterdir()):
+                run_dir.rmdir()
         raise
+    except KeyboardInterrupt:
+        # the trainer recorded what a rerun does ("no checkpoint yet: ..." / "resumes from step N")
+        reason = RunDir(run_dir).recorded_status().get("reason") or "interrupted"
+        sys.stderr.write(f"bnlab: {reason}\n")
+        return 130
     finally:
         lock.release()
     sys.stderr.write(

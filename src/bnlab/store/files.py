@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bnlab.errors import UserError
+
 _FAULT_COUNTS: dict[str, int] = {}
 
 
@@ -154,7 +156,13 @@ def append_line(path: str | Path, obj: Any, point: str = "append_line") -> None:
     path = Path(path)
     data = (dumps_line(obj) + "\n").encode("utf-8")
     fault_point(point)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # O_NOFOLLOW: a line never lands in a file outside the run directory through a symlink
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as e:
+        if path.is_symlink():
+            raise LinkError(f"{path} is a symbolic link; bnlab does not write through links") from None
+        raise e
     try:
         written = os.write(fd, data)
         if written != len(data):
@@ -165,11 +173,21 @@ def append_line(path: str | Path, obj: Any, point: str = "append_line") -> None:
 
 
 def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
-    """(rows, torn): rows of a JSON-lines file; `torn` is True when a partial last line was dropped."""
+    """(rows, torn): the JSON-object rows of a JSON-lines file; `torn` is True when a partial last line
+    was dropped. Lines that are not JSON objects (garbage in the middle) are left out here; `scan_jsonl`
+    reports them."""
+    rows, bad, torn = scan_jsonl(path)
+    return rows, torn
+
+
+def scan_jsonl(path: str | Path) -> tuple[list[dict], list[int], bool]:
+    """(rows, bad, torn): JSON-object rows, the 1-based numbers of lines that are not JSON objects (not
+    counting a torn last line), and whether the last line was torn (a partial write)."""
     path = Path(path)
     if not path.exists():
-        return [], False
+        return [], [], False
     rows: list[dict] = []
+    bad: list[int] = []
     torn = False
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.split("\n")
@@ -177,13 +195,37 @@ def read_jsonl(path: str | Path) -> tuple[list[dict], bool]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1 or all(not x.strip() for x in lines[i + 1 :]):
                 torn = True
             else:
-                raise
-    return rows, torn
+                bad.append(i + 1)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(i + 1)
+    return rows, bad, torn
+
+
+class LinkError(UserError):
+    """A run directory entry is a symbolic link (bnlab never reads, writes or deletes through one)."""
+
+
+def quarantine(path: str | Path) -> Path:
+    """Rename a damaged file aside (`<name>.corrupt-<n>` in the same folder) and return its new path;
+    it is kept for inspection, and never read again as data."""
+    path = Path(path)
+    n = 1
+    while True:
+        target = path.with_name(f"{path.name}.corrupt-{n}")
+        if not target.exists() and not target.is_symlink():
+            break
+        n += 1
+    os.replace(path, target)
+    _fsync_dir(path.parent)
+    return target
 
 
 def read_json(path: str | Path, default: Any = None) -> Any:
@@ -192,5 +234,5 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         return default
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError):
         return default

@@ -20,19 +20,28 @@ from typing import Any
 import numpy as np
 
 from bnlab.store.files import (
+    LinkError,
     append_line,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
-    fault_point,
+    dumps_line,
     process_gone,
+    quarantine,
     read_json,
     read_jsonl,
+    scan_jsonl,
 )
+from bnlab.store.lock import RunLock
 
-SCHEMA = 1
+__all__ = ["RunDir", "RunLock", "SCHEMA", "STATES", "TERMINAL", "write_probe", "split_steps", "step_key"]
+
+# schema 2 adds the state "interrupted" and, while running, the writer's "pid" and "host";
+# readers accept schema 1 (no pid: a "running" run's process cannot be checked)
+SCHEMA = 2
 TERMINAL = ("complete", "diverged")
-STATES = ("pending", "running", "complete", "diverged", "failed")
+# interrupted: stopped before finishing (Ctrl-C, a killed process, a full disk); running it again resumes
+STATES = ("pending", "running", "interrupted", "complete", "diverged", "failed")
 
 
 class RunDir:
@@ -50,7 +59,42 @@ class RunDir:
 
     # status
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_file, default=None) or _status_record("pending", 0)
+        """status.json as the run stands now: a "running" record whose process (same host) is gone reads
+        as "interrupted"; an unreadable or malformed file reads as "pending" (`check_status` sets it aside)."""
+        st = self.recorded_status()
+        if st["state"] == "running" and _writer_gone(st):
+            step = st.get("step") or 0
+            where = f"resumes from step {step}" if step else "starts from step 0"
+            st = {
+                **st,
+                "state": "interrupted",
+                "reason": f"its process ({st['pid']}) is gone; a rerun {where}",
+            }
+        return st
+
+    def recorded_status(self) -> dict[str, Any]:
+        """status.json as written (schema 1 or 2), or a "pending" record when it is missing or malformed."""
+        st = read_json(self.status_file, default=None)
+        return st if _valid_status(st) else _status_record("pending", 0)
+
+    def check_status(self) -> str | None:
+        """Set a malformed status.json aside (quarantine); returns the warning, or None if it was fine."""
+        if not self.status_file.exists() or _valid_status(read_json(self.status_file, default=None)):
+            return None
+        moved = quarantine(self.status_file)
+        return f"status.json was malformed; set aside as {moved.name}"
+
+    def check_links(self) -> None:
+        """Refuse (LinkError, one sentence) a run directory holding a symbolic link among its files,
+        probes or checkpoints: reading, appending or deleting through it would reach outside the run."""
+        for folder in (self.path, self.probes, self.ckpt):
+            if folder != self.path and folder.is_symlink():
+                raise LinkError(_link_sentence(folder, self.path))
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                if p.is_symlink():
+                    raise LinkError(_link_sentence(p, self.path))
 
     def state(self) -> str:
         return str(self.status().get("state", "pending"))
@@ -68,12 +112,12 @@ class RunDir:
         warnings: list[str] | None = None,
     ) -> None:
         assert state in STATES, state
-        old = self.status()
+        old = self.recorded_status()
         warns = list(dict.fromkeys([*(old.get("warnings") or []), *(warnings or [])]))
         atomic_write_json(self.status_file, _status_record(state, step, reason, loss, warns))
 
     def add_warning(self, text: str) -> None:
-        st = self.status()
+        st = self.recorded_status()
         self.set_status(
             st["state"], st.get("step", 0), reason=st.get("reason"), loss=st.get("loss"), warnings=[text]
         )
@@ -83,25 +127,74 @@ class RunDir:
         append_line(self.metrics, row, point="metrics_append")
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.metrics)[0]
+        return [r for r in read_jsonl(self.metrics)[0] if is_metric_row(r)]
 
-    def truncate_metrics(self, up_to_step: int) -> int:
-        """Keep metric lines with step <= up_to_step (deduplicated); returns how many were dropped.
+    def truncate_metrics(self, up_to_step: int, saved: list[dict[str, Any]] | None = None) -> list[str]:
+        """Keep metric rows with step <= up_to_step (deduplicated); returns warnings.
 
-        Called on resume: lines written after the checkpoint will be written again, identically."""
-        rows, torn = read_jsonl(self.metrics)
+        Called on resume: rows written after the checkpoint will be written again, identically. Lines that
+        are not metric rows (garbage, `42`, a non-integer step) set the file aside (quarantine) and keep its
+        good rows. `saved`: the rows the checkpoint recorded up to its step; rows missing from the file
+        (deleted or lost) are restored from it and said so."""
+        rows, bad, torn = scan_jsonl(self.metrics)
+        warns: list[str] = []
+        invalid = len(bad) + sum(not is_metric_row(r) for r in rows)
+        if invalid:
+            moved = quarantine(self.metrics)
+            warns.append(
+                f"metrics.jsonl had {invalid} line(s) that are not metric rows; set aside as {moved.name}"
+            )
         keep, seen = [], set()
         for r in rows:
             key = (r.get("step"), r.get("epoch"), r.get("split"))
-            if r.get("step", 0) <= up_to_step and key not in seen:
+            if is_metric_row(r) and r["step"] <= up_to_step and key not in seen:
                 seen.add(key)
                 keep.append(r)
-        dropped = len(rows) - len(keep) + int(torn)
-        if dropped or torn:
-            from bnlab.store.files import dumps_line
-
+        if saved is not None:
+            have = {(r["step"], r.get("epoch"), r.get("split")) for r in keep}
+            lost = [r for r in saved if (r["step"], r.get("epoch"), r.get("split")) not in have]
+            if lost:
+                warns.append(
+                    f"metrics.jsonl lacked {len(lost)} row(s) up to step {up_to_step}; restored from the checkpoint"
+                )
+                keep = sorted([*keep, *lost], key=lambda r: r["step"])
+        if invalid or len(keep) != len(rows) or torn:
             atomic_write_text(self.metrics, "".join(dumps_line(r) + "\n" for r in keep))
-        return dropped
+        return warns
+
+
+def is_metric_row(row: Any) -> bool:
+    """A metrics.jsonl row: a dict with an integer step and a split name."""
+    return (
+        isinstance(row, dict)
+        and isinstance(row.get("step"), int)
+        and not isinstance(row.get("step"), bool)
+        and isinstance(row.get("split"), str)
+    )
+
+
+def _valid_status(st: Any) -> bool:
+    return (
+        isinstance(st, dict)
+        and st.get("state") in STATES
+        and isinstance(st.get("step", 0), int)
+        and isinstance(st.get("warnings") or [], list)
+    )
+
+
+def _writer_gone(st: dict[str, Any]) -> bool:
+    """A schema-2 running record's process has ended (only checkable on the host that wrote it)."""
+    pid = st.get("pid")
+    if not isinstance(pid, int) or st.get("host") != socket.gethostname():
+        return False
+    return process_gone(pid, zombie=True)
+
+
+def _link_sentence(p: Path, run: Path) -> str:
+    return (
+        f"run directory {run} holds a symbolic link ({p.relative_to(run)}); bnlab never reads, writes "
+        "or deletes through links inside a run directory: replace it with a real file or folder"
+    )
 
 
 def _status_record(
@@ -112,7 +205,7 @@ def _status_record(
     warnings: list[str] | None = None,
 ) -> dict[str, Any]:
     """The content of status.json (a run without one reads as this record in state "pending")."""
-    return {
+    rec: dict[str, Any] = {
         "state": state,
         "step": int(step),
         "reason": reason,
@@ -120,6 +213,9 @@ def _status_record(
         "warnings": warnings or [],
         "schema": SCHEMA,
     }
+    if state == "running":  # who runs it: a reader can tell a live run from one whose process is gone
+        rec.update(pid=os.getpid(), host=socket.gethostname())
+    return rec
 
 
 def step_key(step: int, key: str) -> str:
@@ -157,10 +253,13 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
         for r in table.to_dict(orient="records")
     ]
     jl = rd / f"{name}.jsonl"
-    old, torn = read_jsonl(jl)
-    if torn or any(r.get("step") == step for r in old):
-        from bnlab.store.files import dumps_line
-
+    old, bad, torn = scan_jsonl(jl)
+    if bad:
+        moved = quarantine(jl)
+        RunDir(run_dir).add_warning(
+            f"probes/{name}.jsonl had {len(bad)} line(s) that are not rows; set aside as {moved.name}"
+        )
+    if torn or bad or any(r.get("step") == step for r in old):
         kept = [r for r in old if r.get("step") != step]
         atomic_write_text(jl, "".join(dumps_line(r) + "\n" for r in kept + rows))
     else:
@@ -168,18 +267,35 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
             append_line(jl, r, point="probe_append")
     if result.arrays:
         npz = rd / f"{name}.npz"
-        arrays: dict[str, np.ndarray] = {}
-        if npz.exists():
-            try:
-                with np.load(npz, allow_pickle=False) as z:
-                    arrays = {k: z[k] for k in z.files}
-            except (OSError, ValueError):
-                arrays = {}
+        arrays = _read_npz_keeping(npz, RunDir(run_dir)) if npz.exists() else {}
         for k, v in result.arrays.items():
             arrays[step_key(step, k)] = np.asarray(v)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         atomic_write_bytes(npz, buf.getvalue())
+
+
+def _read_npz_keeping(npz: Path, rd: RunDir) -> dict[str, np.ndarray]:
+    """The arrays of an existing probe .npz that can be read safely. A damaged file (truncated, bit-flipped,
+    an object array that would need pickle) is set aside (quarantine) with a warning naming it; its
+    readable arrays are kept, so earlier steps are not silently dropped."""
+    arrays: dict[str, np.ndarray] = {}
+    damaged = False
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            for k in z.files:
+                try:
+                    arrays[k] = z[k]
+                except Exception:  # noqa: BLE001 - any unreadable member (zlib.error, BadZipFile, pickle)
+                    damaged = True
+    except Exception:  # noqa: BLE001 - not an npz at all (BadZipFile, EOFError, OSError, ValueError)
+        damaged = True
+    if damaged:
+        moved = quarantine(npz)
+        rd.add_warning(
+            f"probes/{npz.name} was damaged; set aside as {moved.name} ({len(arrays)} readable array(s) kept)"
+        )
+    return arrays
 
 
 def _isna(v: Any) -> bool:
@@ -240,61 +356,3 @@ def git_info() -> dict[str, Any]:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class RunLock:
-    """An exclusive lock on a run directory: `lock` holds "pid host time"; a lock whose process is dead
-    (same host) is stale and is taken over. Use as a context manager; `acquire()` returns False when
-    another live process holds it."""
-
-    def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / "lock"
-        self.held = False
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    try:
-                        os.unlink(self.path)
-                    except FileNotFoundError:
-                        pass
-                    continue
-                return False
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()} {socket.gethostname()} {time.time()}\n")
-            self.held = True
-            fault_point("lock_acquired")
-            return True
-        return False
-
-    def _stale(self) -> bool:
-        try:
-            pid_s, host, *_ = self.path.read_text().split()
-            pid = int(pid_s)
-        except (OSError, ValueError):
-            # unreadable or half-written lock: stale if older than a minute
-            try:
-                return time.time() - self.path.stat().st_mtime > 60
-            except OSError:
-                return True
-        if host != socket.gethostname():
-            return False  # another machine's lock: cannot check its process
-        return process_gone(pid, zombie=True)
-
-    def release(self) -> None:
-        if self.held:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            self.held = False
-
-    def __enter__(self) -> RunLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()

@@ -107,13 +107,18 @@ class RunSet:
         self.tag = tag  # "E1/cpu" for an experiment's runs
         self.needs = None if needs is None else tuple(needs)
         self.notes: list[str] = []
+        self.skipped: list[str] = []  # runs of the root that load_runs left out, with the reason
         self._tables: dict[tuple[str, str], pd.DataFrame] = (
             root._tables if root is not None else {}
         )  # shared cache: one read of each file per report
 
     @classmethod
     def open(cls, root: str | Path) -> RunSet:
-        return cls(load_runs(root))
+        """Every run under `root`; runs left out (edited config, unreadable config) are in `skipped`."""
+        runs = load_runs(root)
+        rs = cls(runs)
+        rs.skipped = list(runs.attrs.get("skipped", []))
+        return rs
 
     @property
     def profile(self) -> str | None:

@@ -91,12 +91,17 @@ def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -
             return rd.state()
         try:
             return execute(cfg, run_dir, progress=progress)["state"]
-        except UserError:
+        except (UserError, OSError):
+            # OSError: a write failed (a full disk). The trainer left the run "interrupted" (resumable, not
+            # failed), and the sweep stops: the next runs would fail the same way. Rerun once there is space.
             raise
         except Exception as e:  # noqa: BLE001 - a failing run is recorded and the sweep goes on
             tb = traceback.format_exc(limit=3)
-            mark_failed(rd.path, f"{type(e).__name__}: {e}")
-            (rd.path / "error.txt").write_text(tb)
+            try:
+                mark_failed(rd.path, f"{type(e).__name__}: {e}")
+                (rd.path / "error.txt").write_text(tb)
+            except OSError:
+                raise e from None  # cannot even record the failure: stop the sweep, say why
             return "failed"
     finally:
         lock.release()

@@ -24,7 +24,7 @@ from torch import nn
 
 from bnlab.config import Config, to_yaml
 from bnlab.errors import UserError
-from bnlab.store.checkpoint import load_latest, save_checkpoint
+from bnlab.store.checkpoint import save_checkpoint
 from bnlab.store.files import atomic_write_json, atomic_write_text
 from bnlab.store.rundir import RunDir, environment
 from bnlab.training.divergence import DivergenceCheck
@@ -33,6 +33,7 @@ from bnlab.training.meter import TrainMeter
 from bnlab.training.observers import Observer, RunContext, observers_for
 from bnlab.training.optim import make_optimizer
 from bnlab.training.progress import Progress
+from bnlab.training.resume import interrupt_reason, resume_point, saved_metrics, say
 from bnlab.training.schedules import lr_at
 
 
@@ -80,6 +81,7 @@ def run(
     A diverged run is a result (state "diverged"), not an error. Bad input raises UserError before
     anything is written."""
     rd = RunDir(run_dir)
+    rd.check_links()  # never read, write or delete through a link out of the run directory
     if rd.is_terminal():
         return rd.status()
     tcfg, ocfg = cfg.train, cfg.optim
@@ -90,14 +92,17 @@ def run(
         torch.use_deterministic_algorithms(True, warn_only=True)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     model, splits, dd = build(cfg, device)  # may raise UserError (missing data): nothing written yet
+    spe = dd.steps_per_epoch(
+        ocfg.batch_size
+    )  # UserError if the batch exceeds the data: still nothing written
+    total = total_steps(cfg, spe)
 
     rd.path.mkdir(parents=True, exist_ok=True)
+    status_note = rd.check_status()  # a malformed status.json is set aside, not a traceback
     atomic_write_text(rd.config, to_yaml(cfg))
     env = environment(str(device), torch.get_num_threads(), tcfg.deterministic)
     atomic_write_json(rd.path / "env.json", env)
 
-    spe = dd.steps_per_epoch(ocfg.batch_size)
-    total = total_steps(cfg, spe)
     eval_every = max(1, int(round(tcfg.eval_every * spe)))
     ckpt_every = max(1, int(round(tcfg.checkpoint_every * spe)))
     optimizer = make_optimizer(model, ocfg)
@@ -109,25 +114,29 @@ def run(
     meter = TrainMeter(device)
 
     # --- resume ---------------------------------------------------------------------------------
-    step, wall_before = 0, 0.0
-    state, warnings = load_latest(rd.ckpt, map_location=device)
-    for w in warnings:
-        rd.add_warning(w)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, wall_before = int(state["step"]), float(state["wall_s"])
+    def restore(state: dict[str, Any]) -> None:
         div.reference = state["ref_loss"]
         meter.load_state_dict(state["acc"])
         for o in obs:
             if o.state_key is not None and o.state_key in state:
                 o.load_state_dict(state[o.state_key])
-        rd.truncate_metrics(step)
+
+    resumed = resume_point(rd, model, optimizer, device, restore)
+    step, wall_before = resumed.step, resumed.wall_s
+    if resumed.state is not None:
+        notes = rd.truncate_metrics(step, saved_metrics(resumed.state))
+        if progress:
+            say(f"resuming from step {step} (run {rd.path.name})")
     else:
-        rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
+        notes = rd.truncate_metrics(-1)  # a run that never checkpointed starts its metrics afresh
         for p in rd.probes.glob("*"):  # and its probe files too (they are rewritten identically)
-            p.unlink()
-    rd.set_status("running", step, warnings=list(getattr(splits, "notes", [])))
+            if p.is_file() and ".corrupt-" not in p.name:
+                p.unlink()
+    notes = [*([status_note] if status_note else []), *resumed.warnings, *notes]
+    for w in notes if progress else ():
+        say(f"warning: {w}")
+    rd.set_status("running", step, warnings=[*notes, *getattr(splits, "notes", [])])
+    last_ckpt_step = step
     ctx = RunContext(cfg, model, optimizer, dd, rd.path, total, step, div)
     for o in obs:
         o.start(ctx)
@@ -163,7 +172,9 @@ def run(
     def diverged(at: int, value: float, verdict: str) -> dict[str, Any]:
         finite = value if math.isfinite(value) else None
         row = {"step": at, "epoch": round(at / spe, 6), "split": "train", "loss": finite, "acc": None}
-        rd.append_metric({**row, "lr": lr_at(at, total, ocfg), "wall_s": round(wall(), 3)})
+        if not any(r["step"] == at and r["split"] == "train" for r in rd.read_metrics()):
+            # (an evaluation at this step already wrote its train row: one row per (step, split))
+            rd.append_metric({**row, "lr": lr_at(at, total, ocfg), "wall_s": round(wall(), 3)})
         for o in obs:
             o.on_diverged(at, value, verdict)
         rd.set_status("diverged", at, reason=verdict, loss=finite)
@@ -181,6 +192,7 @@ def run(
         bar.note(_eval_note(at / spe, rows))
 
     def checkpoint(at: int) -> None:
+        nonlocal last_ckpt_step
         state = {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -188,9 +200,11 @@ def run(
             "ref_loss": div.reference,
             "acc": meter.state_dict(),
             "wall_s": wall(),
+            "metrics": rd.read_metrics(),  # restores rows lost from metrics.jsonl on resume
         }
         state.update({o.state_key: o.state_dict() for o in obs if o.state_key is not None})
         save_checkpoint(rd.ckpt, state, at, keep=tcfg.keep_checkpoints)
+        last_ckpt_step = at
         rd.set_status("running", at, loss=last_loss)
 
     try:
@@ -249,11 +263,15 @@ def run(
             o.after_training(total, lr_at(total, total, ocfg))
     except KeyboardInterrupt:
         bar.close("interrupted")
-        rd.set_status("running", step, reason="interrupted (resume by running the same command again)")
+        rd.set_status("interrupted", last_ckpt_step, reason=interrupt_reason(step, last_ckpt_step))
         raise
-    except OSError as e:
+    except OSError as e:  # a full disk is not the run's fault: the run stays resumable
         bar.close("failed")
-        rd.set_status("failed", step, reason=f"write failed: {e.strerror or e}")
+        again = interrupt_reason(step, last_ckpt_step).split("; ", 1)[1]
+        try:
+            rd.set_status("interrupted", last_ckpt_step, reason=f"write failed: {e.strerror or e}; {again}")
+        except OSError:
+            pass  # status.json keeps "running" with this pid: readers see "interrupted" once we exit
         raise
     finally:
         for o in obs:

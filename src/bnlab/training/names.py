@@ -24,10 +24,12 @@ def check_names(cfg: Config) -> Config:
     _known(INITS, cfg.model.init.fc, "model.init.fc")
     _known(DATASETS, cfg.data.name, "data.name")
     if cfg.probes:
+        from bnlab.probes.guard import check_options
         from bnlab.probes.registry import PROBES
 
         for i, p in enumerate(cfg.probes):
             _known(PROBES, p.name, f"probes.{i}.name")
+            check_options(PROBES.get(p.name), p.name, p.options)
     return cfg
 
 
