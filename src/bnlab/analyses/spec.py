@@ -32,10 +32,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from bnlab.config import Config, apply_overrides, run_id, validate
+from bnlab.config_checks import read_yaml_file
 from bnlab.errors import UserError
 
 PROFILES = ("smoke", "cpu", "fast", "paper")
@@ -230,9 +230,9 @@ def _id_key(sid: str) -> tuple[int, str]:
 def load_spec(path: str | Path) -> Spec:
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read experiment spec {str(p)!r} ({e})") from None
+        raw = read_yaml_file(p)  # UTF-8, bounded depth and alias expansion, one-sentence errors
+    except UserError as e:
+        raise UserError(f"experiment spec {p.name}: {e}") from None
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as e:
