@@ -102,3 +102,30 @@ def test_stability_limit_matches_torch_sgd_on_a_quadratic(beta: float, nesterov:
 
     assert final(0.98 * limit / lam) < 1e-3
     assert final(1.02 * limit / lam) > 1e3
+
+
+@pytest.mark.parametrize("method", ["power", "lanczos"])
+@pytest.mark.parametrize("tol", [1e-3, 1e-4, 1e-6])
+def test_converged_means_an_eigenvalue_within_tol(method: str, tol: float) -> None:
+    """converged = 1 is a residual test: the exact float64 Hessian has an eigenvalue within tol·|λ|; and
+    iters bounds the HVPs of both methods."""
+    model = tiny_bn_net()
+    eigs = dense_hessian_eigs(model, [data(0)])
+    for iters in (5, 40, 400, 4000):
+        res = hessian_top_eig(model, [data(0)], method=method, iters=iters, tol=tol)
+        lam, conv, calls = (res.value(m) for m in ("lambda_max", "converged", "hvp_calls"))
+        if method == "power":
+            assert calls <= iters
+        if conv == 1.0:
+            assert np.min(np.abs(eigs - lam)) <= tol * abs(lam) * (1 + 1e-9), (iters, lam)
+            want = eigs[np.argmax(np.abs(eigs))] if method == "power" else eigs[-1]
+            assert lam == pytest.approx(want, rel=tol), (iters, lam, want)
+    assert conv == 1.0  # the largest budget converges
+
+
+def test_power_iteration_with_a_small_budget_does_not_claim_convergence() -> None:
+    model = tiny_bn_net()
+    eigs = dense_hessian_eigs(model, [data(0)])
+    res = hessian_top_eig(model, [data(0)], method="power", iters=3, tol=1e-8)
+    assert res.value("converged") == 0.0 and res.value("hvp_calls") == 3
+    assert abs(res.value("lambda_max") - eigs[np.argmax(np.abs(eigs))]) > 0  # a three-step estimate

@@ -161,7 +161,9 @@ def test_registered_defaults_and_errors() -> None:
     assert len(t[t.metric == "ratio"]) == 25 and t.eta.min() == pytest.approx(1e-5) and t.eta.max() == 1.0
     small = t[(t.metric == "ratio") & (t.eta == t.eta.min())].value.item()
     assert small < 1.0  # a tiny gradient step lowers the loss
-    with pytest.raises(UserError):
-        step_size_scan(model, [(x, y)], ctx=ProbeContext())  # 'update' without an optimizer
+    with pytest.raises(UserError, match="needs ctx.optimizer"):
+        step_size_scan(model, [(x, y)], ctx=ProbeContext(), directions=["update"])
+    # the default directions are the ones the context allows: gradient only without an optimizer
+    assert set(step_size_scan(model, [(x, y)], ctx=ProbeContext()).table["direction"]) == {"gradient"}
     with pytest.raises(UserError):
         step_size_scan(model, [(x, y)], ctx=ProbeContext(), directions=["sideways"])

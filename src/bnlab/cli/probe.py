@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("probe", help="run one probe on a configured model (at init or from a checkpoint)")
-    p.add_argument("name", help="probe name (bnlab ls probes)")
+    p = sub.add_parser(
+        "probe", help="run one probe on a configured model (at init or from a checkpoint)", add_help=False
+    )
+    p.add_argument("-h", "--help", action=ProbeHelp, help="show this help (with NAME: that probe's options)")
+    p.add_argument("name", help="probe name (bnlab ls probes); `bnlab probe NAME --help` lists its options")
     add_config_args(p)
     p.add_argument("--batches", type=int, default=1, help="minibatches to probe (default 1)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -95,6 +98,84 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class ProbeHelp(argparse.Action):
+    """--help: the command's help, then (when NAME came first) that probe's options from its signature."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: Any) -> None:
+        parser.print_help()
+        name = getattr(namespace, "name", None)
+        if name:
+            from bnlab.errors import UserError
+
+            try:
+                print("\n" + probe_options_help(name))
+            except UserError as e:
+                print(f"\n{e}")
+        parser.exit()
+
+
+def probe_options_help(name: str) -> str:
+    """Probe `name`'s options (pass them as --option KEY=VALUE): name, type and default from its signature,
+    then its docstring."""
+    import inspect
+    import textwrap
+
+    from bnlab.probes.registry import PROBE_KIND, PROBES
+
+    fn = PROBES.get(unknown_probe_hint(name))
+    sig = inspect.signature(fn)
+    lines = [
+        f"{name} ({PROBE_KIND.get(name, 'batch')} probe): {PROBES.doc(name)}",
+        "",
+        "options (--option KEY=VALUE):",
+    ]
+    fixed = {"model", "inputs", "targets", "batches", "ctx", "loss_fn"}
+    for p in sig.parameters.values():
+        if p.name in fixed or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        ann = (
+            p.annotation
+            if isinstance(p.annotation, str)
+            else getattr(p.annotation, "__name__", str(p.annotation))
+        )
+        default = "required" if p.default is p.empty else f"default {p.default!r}"
+        lines.append(f"  {p.name:<16} {ann}  ({default})")
+    if name in ("activation_moments",):
+        lines.append("  (--layers sets modules=)")
+    doc = inspect.cleandoc(fn.__doc__ or "")
+    return "\n".join(lines) + "\n\n" + textwrap.indent(doc, "  ") + "\n"
+
+
+def unknown_probe_hint(name: str) -> str:
+    """`name` when it is a probe; for an experiment's name or id, a UserError naming the probes it uses."""
+    from bnlab.errors import UserError
+    from bnlab.probes.registry import PROBES
+
+    if name in PROBES:
+        return name
+    try:
+        from bnlab.analyses.spec import all_specs
+
+        for spec in all_specs():
+            if name.lower() in (spec.id.lower(), spec.name.lower()):
+                text = json.dumps(spec.model_dump(mode="json"))
+                used = [p for p in PROBES.names() if f'"name": "{p}"' in text or f"name: {p}" in text]
+                raise UserError(
+                    f"{name!r} is experiment {spec.id}, not a probe"
+                    + (f"; it measures with: {', '.join(used)}" if used else "")
+                    + f"; probes: {', '.join(PROBES.names())}"
+                )
+    except UserError:
+        raise
+    except Exception:  # noqa: BLE001 - no specs found: fall back to the registry's own error
+        pass
+    PROBES.get(name)
+    return name
+
+
 def parse_layers(text: str | None) -> list[str | int] | None:
     """ "55,conv1,layer2.0.conv1" -> [55, "conv1", "layer2.0.conv1"] (numbers are paper layers)."""
     if not text:
@@ -147,11 +228,11 @@ def run_probe(
     """Build the config's model (at init, or with a checkpoint's weights), draw its fixed probe minibatches
     and apply probe `name` (data probes get an optimizer built from the config)."""
     from bnlab.probes.context import ProbeContext
-    from bnlab.probes.registry import PROBE_KIND, PROBES
+    from bnlab.probes.registry import PROBE_KIND
     from bnlab.probes.runner import apply_probe, probe_batch_seed
     from bnlab.training.loop import build, resolve_device
 
-    PROBES.get(name)  # an unknown name fails before the model is built
+    unknown_probe_hint(name)  # an unknown name fails before the model is built
     device = resolve_device(cfg.train.device)
     model, _, dd = build(cfg, device)
     if checkpoint:

@@ -2,11 +2,16 @@
 and every probe is importable under its registry name: `from bnlab.probes import kernel_alignment` is
 `PROBES.get("kernel_alignment")` (each probe lives in the module of the same name).
 
-Batch probes (`probe(model, inputs, targets, *, loss_fn=None, **options) -> ProbeResult`):
-activation_moments, gradient_histogram, gradient_spectrum, gradient_variance, jacobian_spectrum,
-kernel_alignment, output_bias. Data probes (`probe(model, batches, *, ctx, **options)`): gradient_geometry,
-hessian_top_eig, layer_stats, sgd_noise, step_size_scan. Not registered (other signatures):
-`diverging_step`, `per_example_gradients`. Statistics modes (`norm_stats`): batch | frozen | running.
+Every registered probe is called the same way (`probes.calling`): `probe(model, x, y, **options)` for one
+minibatch, `probe(model, [(x, y), ...], **options)` for several; `loss_fn=` everywhere; data probes take an
+optional `ctx=ProbeContext(...)` (default: step 0, no optimizer). A batch probe measures each minibatch on
+its own (rows keyed by a `batch` column); a data probe uses them together. Results: `r.table` (long),
+`r.value("metric", layer=...)`, `r.wide()`.
+Batch probes: activation_moments, gradient_histogram, gradient_spectrum, gradient_variance,
+jacobian_spectrum, kernel_alignment, output_bias. Data probes: gradient_geometry (>= 2 minibatches),
+hessian_top_eig, layer_stats, sgd_noise (>= 2 minibatches), step_size_scan. Not registered (other
+signatures): `diverging_step`, `per_example_gradients`. Statistics modes (`norm_stats`): batch | frozen |
+running.
 """
 
 from bnlab.probes.activation_moments import activation_moments

@@ -104,7 +104,10 @@ def channel_moments(y: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return c.mean(1).cpu().numpy(), c.std(1, correction=0).cpu().numpy()
 
 
-@register_probe("activation_moments")
+@register_probe(
+    "activation_moments",
+    summary="Per block output: each channel's mean and std over (batch, x, y), summarised as log10 mean/std over channels (E6).",
+)
 def activation_moments(
     model: nn.Module,
     inputs: Tensor,

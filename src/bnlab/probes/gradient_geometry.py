@@ -90,7 +90,11 @@ def _norm(a: Params) -> float:
     return dot(a, a) ** 0.5
 
 
-@register_probe("gradient_geometry", kind="data")
+@register_probe(
+    "gradient_geometry",
+    kind="data",
+    summary="Input-independent part of the gradient, radial/tangential split per weight, and loss slices (E12e).",
+)
 def gradient_geometry(
     model: nn.Module,
     batches: Sequence[tuple],

@@ -68,7 +68,10 @@ def histograms(v: np.ndarray, bins: int, log_bins: int) -> dict[str, np.ndarray]
     }
 
 
-@register_probe("gradient_histogram")
+@register_probe(
+    "gradient_histogram",
+    summary="Histogram and tail statistics (std, kurtosis, tail index) of weight-gradient entries per Conv2d/Linear (E3).",
+)
 def gradient_histogram(
     model: nn.Module,
     inputs: Tensor,

@@ -30,7 +30,10 @@ def spectrum_metrics(s: np.ndarray) -> dict[str, float]:
     }
 
 
-@register_probe("gradient_spectrum")
+@register_probe(
+    "gradient_spectrum",
+    summary="Singular values, stable and effective rank of each conv's weight gradient and input activations (E9).",
+)
 def gradient_spectrum(
     model: nn.Module,
     inputs: Tensor,

@@ -13,7 +13,10 @@ from bnlab.probes.result import ProbeResult, metric_rows
 from bnlab.probes.weight_grads import batch_weight_grads, per_example_weights, weight_layers
 
 
-@register_probe("gradient_variance")
+@register_probe(
+    "gradient_variance",
+    summary="Per layer: variance of the gradient over its entries and over the examples of the batch (E9b).",
+)
 def gradient_variance(
     model: nn.Module,
     inputs: Tensor,

@@ -72,10 +72,16 @@ def top_eigenvalue(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> tuple[float, int, bool]:
-    """(λ_max, HVP count, converged). Lanczos: largest algebraic eigenvalue; power: largest |λ| (signed).
+    """(λ, HVP count, converged). Lanczos: largest algebraic eigenvalue; power: largest |λ| (signed).
 
+    The same meaning for both methods: `iters` is the most Hessian-vector products spent on the search
+    (Lanczos rounds it down to whole ARPACK restarts, but never below one restart); `converged` means the
+    Ritz pair (λ, v) passes the residual test ‖Hv − λv‖ ≤ tol·|λ|, which for a symmetric H puts an
+    eigenvalue within tol·|λ| of λ — the residual is measured by one more HVP, counted.
     The start vector is drawn from a private generator, so the global RNG is untouched.
     """
+    if iters < 1 or not tol > 0:
+        raise UserError(f"hessian_top_eig needs iters >= 1 and tol > 0, got iters={iters}, tol={tol}")
     v0 = np.random.default_rng(seed).standard_normal(n)
     calls = 0
 
@@ -85,35 +91,46 @@ def top_eigenvalue(
         t = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dtype, device=device)
         return hvp(t).double().cpu().numpy()
 
+    def passes(lam: float, v: np.ndarray, hv: np.ndarray) -> bool:
+        r = float(np.linalg.norm(hv - lam * v))
+        return bool(np.isfinite(r) and r <= tol * abs(lam))
+
     if method == "lanczos":
         if n < 3:
             dense = np.stack([mv(e) for e in np.eye(n)])
             return float(np.linalg.eigvalsh((dense + dense.T) / 2)[-1]), calls, True
         op = LinearOperator((n, n), matvec=mv, dtype=np.float64)
+        ncv = min(n - 1, 20)
+        restarts = max(1, (iters - ncv) // max(1, ncv - 1))  # ARPACK's maxiter counts restarts, not HVPs
         try:
-            val = eigsh(op, k=1, which="LA", v0=v0, tol=tol, maxiter=iters, return_eigenvectors=False)
-            return float(val[0]), calls, True
+            vals, vecs = eigsh(op, k=1, which="LA", v0=v0, ncv=ncv, tol=tol, maxiter=restarts)
         except ArpackNoConvergence as e:
-            vals = e.eigenvalues
-            return (float(vals[-1]) if len(vals) else float("nan")), calls, False
+            vals, vecs = e.eigenvalues, e.eigenvectors
+        if not len(vals):
+            return float("nan"), calls, False
+        lam, v = float(vals[-1]), vecs[:, -1] / np.linalg.norm(vecs[:, -1])
+        return lam, calls, passes(lam, v, mv(v))
     if method != "power":
         raise UserError(f"unknown hessian method {method!r}; choose 'lanczos' or 'power'")
     v = v0 / np.linalg.norm(v0)
     lam = float("nan")
-    for _ in range(iters):
+    while calls < iters:
         hv = mv(v)
-        new = float(v @ hv)
+        lam = float(v @ hv)  # Rayleigh quotient of the unit vector v
+        if passes(lam, v, hv):
+            return lam, calls, True
         norm = float(np.linalg.norm(hv))
         if norm == 0 or not np.isfinite(norm):
-            return new, calls, False
+            return lam, calls, False
         v = hv / norm
-        if np.isfinite(lam) and abs(new - lam) <= tol * abs(new):
-            return new, calls, True
-        lam = new
     return lam, calls, False
 
 
-@register_probe("hessian_top_eig", kind="data")
+@register_probe(
+    "hessian_top_eig",
+    kind="data",
+    summary="Top Hessian eigenvalue of the minibatch loss (Lanczos or power), and lr * lambda_max vs the SGD stability limit.",
+)
 def hessian_top_eig(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -128,6 +145,9 @@ def hessian_top_eig(
 ) -> ProbeResult:
     """λ_max of the Hessian of the mean loss over the first `n_batches` batches, and lr·λ_max vs 2(1+β).
 
+    method: lanczos (largest algebraic eigenvalue) or power (largest magnitude). iters: the most
+    Hessian-vector products either method spends; converged = 1 when ‖Hv − λv‖ ≤ tol·|λ| (an eigenvalue
+    lies within tol·|λ| of the reported one; see `top_eigenvalue`).
     lr is ctx.lr (else the optimizer's first group lr); β the optimizer's momentum (0 without one).
     """
     if n_batches < 1 or len(batches) < n_batches:

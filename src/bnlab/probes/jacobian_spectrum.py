@@ -19,7 +19,10 @@ from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
 
-@register_probe("jacobian_spectrum")
+@register_probe(
+    "jacobian_spectrum",
+    summary="Top/bottom singular values of each example's Jacobian between two layers (or input and output) (E10).",
+)
 def jacobian_spectrum(
     model: nn.Module,
     inputs: Tensor,

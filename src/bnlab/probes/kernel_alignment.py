@@ -29,7 +29,10 @@ from bnlab.probes.result import ProbeResult, metric_rows
 REDUCES = ("spatial", "batch", "all")
 
 
-@register_probe("kernel_alignment")
+@register_probe(
+    "kernel_alignment",
+    summary="Per conv: sum of |summands| over sum of |sums| of the kernel gradient, reduced over space, batch or both (E8).",
+)
 def kernel_alignment(
     model: nn.Module,
     inputs: Tensor,

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from bnlab.probes.capture import paper_layer_map
+from bnlab.errors import UserError
+from bnlab.probes.capture import guard, loss_value, paper_layer_map
 from bnlab.probes.context import ProbeContext
 from bnlab.probes.norm_stats import norm_stats_label
 from bnlab.probes.registry import register_probe
@@ -22,18 +23,35 @@ from bnlab.probes.result import ProbeResult
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-@register_probe("layer_stats", kind="data")
+@register_probe(
+    "layer_stats",
+    kind="data",
+    summary="Per Conv/Linear/norm weight: weight norm, gradient norm and the coming SGD step's update/weight ratio.",
+)
 def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeContext) -> ProbeResult:
-    """Per Conv/Linear/norm weight with a `.grad`: weight_norm, grad_norm and, for torch SGD in ctx.optimizer,
-    update_ratio ‖Δw‖/‖w‖ of the coming step (module docstring). `batches` is not used."""
+    """Per Conv/Linear/norm weight: weight_norm, grad_norm and update_ratio ‖Δw‖/‖w‖ of the coming step.
+
+    Reads the gradients in `.grad` that the training step's backward left (module docstring); update_ratio
+    needs a torch SGD in ctx.optimizer and `.grad`. Called by hand on a model with no `.grad`, it computes the gradient
+    of the mean loss over `batches` (each minibatch with its own batch statistics; `.grad` untouched) and
+    records grad_source="batches"; with neither, it is a UserError saying so."""
     named = [(n, m) for n, m in model.named_modules() if isinstance(m, LAYER_TYPES)]
     grads = {}
     for n, m in named:
         w = getattr(m, "weight", None)
         if isinstance(w, torch.Tensor) and w.grad is not None:
             grads[f"{n}.weight"] = w.grad.detach()
+    source = "grad"
+    if not grads:
+        if not batches:
+            raise UserError(
+                "layer_stats reads the gradients that backward leaves in .grad, and no Conv/Linear/norm weight "
+                "has one: call loss.backward() first, or pass minibatches: layer_stats(model, x, y)"
+            )
+        grads = _batch_grads(model, named, batches, ctx.loss_fn)
+        source = "batches"
     update: dict[str, torch.Tensor] = {}
-    if ctx.optimizer is not None and grads and isinstance(ctx.optimizer, torch.optim.SGD):
+    if source == "grad" and ctx.optimizer is not None and isinstance(ctx.optimizer, torch.optim.SGD):
         from bnlab.probes.update import sgd_direction
 
         full = {
@@ -61,4 +79,24 @@ def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeCo
         for (n, metric, _), v in zip(norms, values)
     ]
     # the gradients in .grad come from the trainer's forward in training mode: batch statistics
-    return ProbeResult.from_rows(rows, norm_stats=norm_stats_label(model, "batch"))
+    return ProbeResult.from_rows(rows, norm_stats=norm_stats_label(model, "batch"), grad_source=source)
+
+
+def _batch_grads(
+    model: nn.Module, named: list, batches: Sequence[tuple], loss_fn: object
+) -> dict[str, Tensor]:
+    """∂(mean over minibatches of the mean loss)/∂w for the layers' weights, without touching `.grad`."""
+    keys = [
+        (f"{n}.weight", m.weight) for n, m in named if isinstance(getattr(m, "weight", None), nn.Parameter)
+    ]
+    keys = [(k, w) for k, w in keys if w.requires_grad]
+    total: dict[str, Tensor] = {}
+    with guard(model):
+        model.train()
+        for x, y in batches:
+            loss = loss_value(model(x), y, loss_fn)  # type: ignore[arg-type]
+            gs = torch.autograd.grad(loss, [w for _, w in keys], allow_unused=True)
+            for (k, w), g in zip(keys, gs):
+                g = torch.zeros_like(w) if g is None else g.detach()
+                total[k] = total[k] + g if k in total else g
+    return {k: g / len(batches) for k, g in total.items()}

@@ -28,7 +28,10 @@ def class_bias_metrics(p: np.ndarray) -> dict[str, float]:
     }
 
 
-@register_probe("output_bias")
+@register_probe(
+    "output_bias",
+    summary="Logit gradient dL/dz and class-bias metrics of the softmax outputs: do all inputs favour one class (E7).",
+)
 def output_bias(
     model: nn.Module,
     inputs: Tensor,

@@ -1,31 +1,64 @@
-"""PROBES: name -> probe function. Batch probes take (model, inputs, targets, **options); data probes
-take (model, batches, *, ctx, **options). Each entry records which kind it is in PROBE_KIND.
+"""PROBES: name -> probe function. Every probe is called as `probe(model, x, y, **options)` or
+`probe(model, [(x, y), ...], **options)` (`probes.calling`); a batch probe measures one minibatch at a
+time, a data probe (with `ctx=`) needs several or the training state. PROBE_KIND records which kind.
 
 `register_probe` registers the probe wrapped so that its model goes through `norm_stats.unwrap_model`
-first (torch.compile, DDP/DataParallel); the wrapper keeps the probe's name, signature and docstring and
-is what the probe's module and `bnlab.probes` export, so `bnlab.probes.<name> is PROBES.get(<name>)`.
+first (torch.compile, DDP/DataParallel) and its arguments through `probes.calling`; the wrapper keeps the
+probe's name, signature and docstring and is what the probe's module and `bnlab.probes` export, so
+`bnlab.probes.<name> is PROBES.get(<name>)`.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
+import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from bnlab.errors import UserError
+from bnlab.probes.calling import call_batch_probe, call_data_probe
 from bnlab.probes.norm_stats import unwrap_model
 from bnlab.registry import Registry
 
-PROBES: Registry[Callable] = Registry("probe")
+
+class ProbeRegistry(Registry[Callable]):
+    """The registry of probes: an unknown name's error suggests the closest probe names."""
+
+    def get(self, name: str) -> Callable:
+        if name in self:
+            return super().get(name)
+        close = difflib.get_close_matches(name, self.names(), n=2, cutoff=0.6)
+        close += [n for n in self.names() if name and (n.startswith(name) or name in n) and n not in close]
+        hint = f" (did you mean {' or '.join(close[:2])}?)" if close else ""
+        raise UserError(f"unknown probe {name!r}{hint}; choose one of: {', '.join(self.names())}")
+
+
+def first_sentence(doc: str | None) -> str:
+    """The first sentence of a docstring (its first paragraph's lines joined), for `bnlab ls probes`."""
+    para = " ".join(line.strip() for line in (doc or "").strip().split("\n\n")[0].splitlines())
+    m = re.search(r"(?<=[.:;])\s+(?=[A-Z`(])|(?<=\.)\s", para)
+    return para[: m.start()].strip() if m else para
+
+
+PROBES: ProbeRegistry = ProbeRegistry("probe")
 PROBE_KIND: dict[str, Literal["batch", "data"]] = {}
 
 
-def register_probe(name: str, kind: Literal["batch", "data"] = "batch") -> Callable[[Callable], Callable]:
+def register_probe(
+    name: str, kind: Literal["batch", "data"] = "batch", summary: str | None = None
+) -> Callable[[Callable], Callable]:
+    """Register a probe of `kind`; `summary` is its one-line description for `bnlab ls probes` (default: the
+    docstring's first sentence)."""
+
     def deco(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def probe(model: Any, *args: Any, **kwargs: Any) -> Any:
-            return fn(unwrap_model(model), *args, **kwargs)
+            return call(fn, name, unwrap_model(model), *args, **kwargs)
 
-        PROBES.register(name)(probe)
+        call = call_data_probe if kind == "data" else call_batch_probe
+
+        PROBES.register(name, doc=summary or first_sentence(fn.__doc__))(probe)
         PROBE_KIND[name] = kind
         return probe
 

@@ -61,3 +61,54 @@ class ProbeResult:
         df = df[COLUMNS + extra]
         df.attrs.update(attrs)
         return ProbeResult(df, dict(arrays or {}), dict(attrs))
+
+    def key_columns(self) -> list[str]:
+        """The probe's key columns (e.g. reduce, batch, direction, eta): every column except the fixed ones
+        and the `finite` flag."""
+        return [c for c in self.table.columns if c not in COLUMNS and c != "finite"]
+
+    def value(self, metric: str, layer: str | int | None = None, **keys: object) -> float:
+        """One number: the row of `metric` at `layer` (module name, or a paper layer number; optional when
+        the metric has one layer) and key columns `keys` (e.g. reduce="all", batch=0). A selection that
+        matches no row or several is a UserError naming the choices."""
+        from bnlab.errors import UserError
+
+        t = self.table
+        if metric not in set(t["metric"]):
+            raise UserError(f"no metric {metric!r}; this result has: {', '.join(dict.fromkeys(t['metric']))}")
+        t = t[t["metric"] == metric]
+        if layer is not None:
+            col = "paper_layer" if isinstance(layer, int) and not isinstance(layer, bool) else "layer"
+            sel = t[t[col] == layer]
+            if sel.empty:
+                raise UserError(
+                    f"{metric!r} has no layer {layer!r}; layers: {', '.join(map(str, dict.fromkeys(t['layer'])))}"
+                )
+            t = sel
+        for k, v in keys.items():
+            if k not in t.columns:
+                raise UserError(
+                    f"no key column {k!r}; key columns: {', '.join(self.key_columns()) or 'none'}"
+                )
+            t = t[t[k] == v]
+        if len(t) != 1:
+            free = [c for c in ["layer", *self.key_columns()] if c in t.columns and t[c].nunique() > 1]
+            raise UserError(
+                f"{metric!r} selects {len(t)} rows, not 1; narrow it with "
+                + (
+                    ", ".join(f"{c}= (one of {sorted(map(str, t[c].unique()))[:6]})" for c in free)
+                    or "other keys"
+                )
+            )
+        return float(t["value"].iloc[0])
+
+    def wide(self) -> pd.DataFrame:
+        """The table with one column per metric: one row per (layer, key columns), e.g.
+        `r.wide().loc["conv1", "ratio"]` when there are no key columns."""
+        index = ["layer", *[c for c in self.key_columns() if self.table[c].nunique(dropna=False) > 1]]
+        t = self.table.copy()
+        for c in index:
+            t[c] = t[c].astype(object).where(t[c].notna(), "")
+        w = t.pivot_table(index=index, columns="metric", values="value", aggfunc="first", sort=False)
+        w.columns.name = None
+        return w

@@ -7,7 +7,10 @@ With K minibatches B_1..B_K of one size b at fixed θ (batch statistics, as in t
 - per-example bound (Eq. 2): C = E_i‖∇ℓ_i − ∇ℓ‖² from per-example gradients over the K·b examples
   (unbiased, 1/(n − 1)), bound = α²C/b, and the exact without-replacement value α²C(N − b)/(b(N − 1))
   for a training set of N examples. Examples are independent only without BN or with frozen/running
-  statistics: the bound is labelled "no-BN, or frozen/running statistics only".
+  statistics: the bound is labelled "no-BN, or frozen/running statistics only". When the noise's statistics
+  (`norm_stats`) and the bound's (`per_example`) differ on a normalized net, the result says so (attrs
+  noise_norm_stats, bound_norm_stats, conventions) and adds noise_same_stats / noise_over_bound_same_stats,
+  the noise measured again with the bound's statistics (K more minibatch gradients).
 - micro-batch estimator (McCandlish et al. 2018, appendix A): from ‖G‖² at two batch sizes b_s < b,
   |G|² ≈ (b‖G_b‖² − b_s‖G_s‖²)/(b − b_s), tr Σ ≈ (‖G_s‖² − ‖G_b‖²)/(1/b_s − 1/b), and the noise scale
   B_simple = tr Σ/|G|². Needs no per-example gradients; micro-batches use their own batch statistics.
@@ -26,7 +29,7 @@ from torch import Tensor, nn
 from bnlab.errors import UserError
 from bnlab.probes.capture import guard
 from bnlab.probes.context import ProbeContext
-from bnlab.probes.norm_stats import NormStats, norm_stats_mode, resolve_norm_stats
+from bnlab.probes.norm_stats import NormStats, norm_stats_label, norm_stats_mode, resolve_norm_stats
 from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
@@ -85,7 +88,11 @@ def per_example_spread(
     return c, se, n
 
 
-@register_probe("sgd_noise", kind="data")
+@register_probe(
+    "sgd_noise",
+    kind="data",
+    summary="SGD noise E|alpha(g_B - g)|^2 from K >= 2 minibatches, with the per-example bound alpha^2 C/|B| (E2).",
+)
 def sgd_noise(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -168,6 +175,30 @@ def sgd_noise(
             values.append(("bound_wor", a * a * c * f, a * a * c_se * f))
         values.append(("noise_over_bound", a * a * grad_var / bound if bound else float("nan"), float("nan")))
         attrs.update(per_example_mode=per_example, bound_label=BOUND_LABEL, n_examples=n)
+        attrs.update(noise_norm_stats=stats, bound_norm_stats=norm_stats_label(model, per_example))
+        if attrs["noise_norm_stats"] != attrs["bound_norm_stats"]:
+            # noise and bound would be in different statistics conventions: measure the noise again in the
+            # bound's (the minibatch gradients with per_example's statistics) so the ratio compares like with like
+            with guard(model), norm_stats_mode(model, per_example):
+                same = torch.stack([_flat_grad(model, x, y, ctx.loss_fn) for x, y in batches])
+            d_same = ((same - same.mean(0)) ** 2).sum(1).cpu().numpy()
+            var_same = float(d_same.sum() / (k - 1))
+            var_same_se = float(d_same.std(ddof=1) / math.sqrt(k) * k / (k - 1))
+            values += [
+                ("noise_same_stats", a * a * var_same, a * a * var_same_se),
+                (
+                    "noise_over_bound_same_stats",
+                    a * a * var_same / bound if bound else float("nan"),
+                    float("nan"),
+                ),
+            ]
+            attrs["conventions"] = (
+                f"noise and noise_over_bound: minibatch gradients with {stats} statistics; bound: per-example "
+                f"gradients with {per_example} statistics; noise_same_stats and noise_over_bound_same_stats use "
+                f"{per_example} statistics for both"
+            )
+        else:
+            attrs["conventions"] = f"noise and bound both with {stats} statistics"
     rows = [{"probe": "sgd_noise", "layer": "model", "metric": m, "value": v, "se": e} for m, v, e in values]
     return ProbeResult.from_rows(
         rows,

@@ -34,22 +34,29 @@ def eta_grid(etas: Sequence[float] | None) -> np.ndarray:
     return default_etas() if etas is None else np.asarray(list(etas), dtype=float)
 
 
-@register_probe("step_size_scan", kind="data")
+@register_probe(
+    "step_size_scan",
+    kind="data",
+    summary="Minibatch loss ratio after a step of size eta along the gradient and the optimizer's update (E4).",
+)
 def step_size_scan(
     model: nn.Module,
     batches: Sequence[tuple],
     *,
     ctx: ProbeContext,
     etas: Sequence[float] | None = None,
-    directions: Sequence[str] = DIRECTIONS,
+    directions: Sequence[str] | None = None,
     norm_stats: NormStats = "batch",
     batch_index: int = 0,
 ) -> ProbeResult:
     """Relative minibatch loss after a step of size η along the gradient and along the optimizer's update.
 
     The gradient is recomputed on `batches[batch_index]` (the same minibatch the loss is evaluated on),
-    so the probe also works at initialization when no `.grad` exists. "update" needs `ctx.optimizer`.
+    so the probe also works at initialization when no `.grad` exists. directions: "gradient" and/or
+    "update" (the optimizer's step; needs `ctx.optimizer`); default both with an optimizer, else "gradient".
     """
+    if directions is None:
+        directions = DIRECTIONS if ctx.optimizer is not None else ("gradient",)
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
         raise UserError(f"unknown step_size_scan directions {bad}; choose from {list(DIRECTIONS)}")

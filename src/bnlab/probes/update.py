@@ -220,4 +220,3 @@ def state_differences(before: dict[str, object], after: dict[str, object]) -> li
     """Keys whose values are not bit-identical; [] when untouched."""
     keys = sorted(set(before) | set(after))
     return [k for k in keys if k not in before or k not in after or not _same(before[k], after[k])]
-
