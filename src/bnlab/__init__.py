@@ -4,6 +4,8 @@ Public entry points (imported lazily, so `import bnlab` is cheap and has no side
     bnlab.build_model(**model_cfg) -> nn.Module
     bnlab.train(config, runs_root) -> Path of the run directory
     bnlab.load_runs(root) / bnlab.load_probes(root, probe) -> pandas.DataFrame
+    bnlab.Monitor(model, optimizer, probes="cheap", schedule=10)  -> probes in your own training loop
+    bnlab.diagnose(model, batches) -> init diagnostics beside bnlab's BN / no-BN references (.write_html)
     bnlab.rmt, bnlab.probes, bnlab.tasks, ...  (subpackages, imported on first use)
 """
 
@@ -20,6 +22,8 @@ _LAZY = {
     "load_runs": ("bnlab.store", "load_runs"),
     "load_probes": ("bnlab.store", "load_probes"),
     "Config": ("bnlab.config", "Config"),
+    "Monitor": ("bnlab.monitor", "Monitor"),
+    "diagnose": ("bnlab.report.diagnose", "diagnose"),
 }
 _SUBPACKAGES = {
     "rmt",
@@ -34,6 +38,7 @@ _SUBPACKAGES = {
     "figures",
     "report",
     "sweeps",
+    "monitor",
 }
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 import bnlab
 from bnlab.report.study import SMOKE_BANNER, FigureOut, Section, Study
+from bnlab.report.untagged import untagged_html
 from bnlab.store.runset import RunSet
 
 CSS = """
@@ -216,6 +217,7 @@ def render_report(study: Study) -> str:
     head.append("<h2>Verdicts</h2>")
     head.append(summary_table(study.sections))
     body = "\n".join(head) + "\n" + "\n".join(section_html(s) for s in study.sections)
+    body += "\n" + untagged_html(study.untagged_runs)
     return page(f"bnlab report — {study.profile}", body)
 
 

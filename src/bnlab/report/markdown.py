@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bnlab.report.html import env_line, fmt
 from bnlab.report.study import SMOKE_BANNER, Section, Study
+from bnlab.report.untagged import untagged_md
 
 
 def _cell(text: str) -> str:
@@ -88,4 +89,5 @@ def render_markdown(study: Study, out_dir: Path) -> str:
     lines.append("")
     for sec in study.sections:
         lines.append(section_md(sec, out_dir))
+    lines.append(untagged_md(study.untagged_runs, out_dir))
     return "\n".join(lines)

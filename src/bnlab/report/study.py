@@ -103,6 +103,7 @@ class Study:
     env: list[dict[str, Any]]
     other_profiles: dict[str, int]
     untagged: int
+    untagged_runs: list[Any] = field(default_factory=list)  # report.untagged.UntaggedRun
 
 
 def resolve_profile(runs: pd.DataFrame, profile: str | None, reproduce: dict[str, Any]) -> str:
@@ -336,6 +337,8 @@ def collect(
                 other[t.split("/", 1)[1]] += 1
     if "meta.experiments" not in runs.columns:
         untagged = len(runs)
+    from bnlab.report.untagged import collect_untagged  # runs of no experiment: their own section
+
     return Study(
         root=root,
         profile=prof,
@@ -344,4 +347,5 @@ def collect(
         env=_env(runs),
         other_profiles=dict(other),
         untagged=untagged,
+        untagged_runs=collect_untagged(root_runs, figures_dir, stem_prefix),
     )

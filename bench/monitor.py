@@ -1,0 +1,78 @@
+"""Monitor overhead: a ResNet-20 training loop bare, with the `cheap` preset every 10 steps and with `full`
+every 100 steps, in one run; prints each time and its ratio over the bare loop (targets: cheap <= 1.10x,
+full <= 1.5x; Cockpit's published economy configuration costs 1.5x at every step).
+
+    python bench/monitor.py [--steps 100] [--batch 64] [--repeats 2]
+
+Times are process CPU time (time.process_time: robust to other jobs on a shared machine) and wall time;
+the arms are interleaved `repeats` times and each arm's median is reported. Synthetic CIFAR-shaped data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from bnlab import build_model
+from bnlab.monitor import Monitor
+
+
+def loop(steps: int, batch: int, monitor_kw: dict | None, root: str) -> tuple[float, float]:
+    torch.manual_seed(0)
+    model = build_model("resnet_cifar", depth=20, norm="batch")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    data = [(torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))) for _ in range(4)]
+    mon = Monitor(model, opt, runs=root, **monitor_kw) if monitor_kw is not None else None
+    c0, w0 = time.process_time(), time.perf_counter()
+    for step in range(steps):
+        x, y = data[step % len(data)]
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        if mon is not None:
+            mon.step(step, x, y, loss=loss)
+        opt.step()
+    if mon is not None:
+        mon.close()
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2)
+    a = ap.parse_args()
+    arms = {
+        "bare": None,
+        "cheap/10": {"probes": "cheap", "schedule": 10},
+        "full/100": {"probes": "full", "schedule": 100},
+    }
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in arms}
+    with tempfile.TemporaryDirectory() as root:
+        loop(5, a.batch, None, root)  # warm-up
+        for _ in range(a.repeats):
+            for name, kw in arms.items():
+                times[name].append(loop(a.steps, a.batch, kw, root))
+    load = os.getloadavg()[0]
+    print(
+        f"ResNet-20, batch {a.batch}, {a.steps} steps, {a.repeats} interleaved repeats, torch threads "
+        f"{torch.get_num_threads()}, load average {load:.1f} on {os.cpu_count()} cores"
+    )
+    cpu0 = statistics.median(c for c, _ in times["bare"])
+    wall0 = statistics.median(w for _, w in times["bare"])
+    for name, t in times.items():
+        cpu, wall = statistics.median(c for c, _ in t), statistics.median(w for _, w in t)
+        print(
+            f"{name:10s} cpu {cpu:7.1f} s  ratio {cpu / cpu0:5.2f}x   wall {wall:7.1f} s  ratio {wall / wall0:5.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
