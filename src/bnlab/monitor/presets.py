@@ -6,9 +6,9 @@
            (λ_max by Lanczos, 20 Hessian-vector products at most, on the step's minibatch). No coupled
            per-example gradients (their cost is B backward passes).
 
-Measured overhead over the bare loop (bench/monitor.py, ResNet-20 on CIFAR-sized inputs, batch 128,
-2 CPU cores; process CPU time; see bench/RESULTS.md): cheap every 10 steps 1.02x, full every 100
-steps 1.07x.
+Measured overhead over the bare loop: see bench/RESULTS.md ("Monitor overhead"), measured by
+`python bench/monitor.py` (ResNet-20, CIFAR-sized inputs, cheap every 10 steps and full every 100 steps,
+ratios of process CPU time and wall time over the bare loop in the same run).
 """
 
 from __future__ import annotations
