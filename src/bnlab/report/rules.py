@@ -156,11 +156,10 @@ def ratio_at_least(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verd
             return _missing(name, values)
     else:
         a, b = str(_field(rule, "numerator")), str(_field(rule, "denominator"))
-        va, vb = _value(values, a), _value(values, b)
-        if va is None:
-            return _missing(a, values)
-        if vb is None:
-            return _missing(b, values)
+        got = _require(values, a, b)
+        if isinstance(got, Verdict):
+            return got
+        va, vb = got
         if vb == 0:
             return Verdict("inconclusive", f"'{b}' is 0: the ratio is undefined")
         name, v = f"{a} / {b}", va / vb
@@ -227,31 +226,50 @@ def any_of(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
     return Verdict(best.verdict, _join(parts), parts)
 
 
-def _interval(
-    rule: Mapping[str, Any], values: Mapping[str, float]
-) -> tuple[str, float, float, float] | Verdict:
-    """(text, estimate, lower, upper) of the rule's noisy quantity `ours` with standard error `se`."""
+def _require(values: Mapping[str, float], *names: str) -> list[float] | Verdict:
+    """The finite values of `names`, or the inconclusive Verdict naming the first that is missing."""
+    got = [_value(values, n) for n in names]
+    for n, v in zip(names, got):
+        if v is None:
+            return _missing(n, values)
+    return [float(v) for v in got]  # type: ignore[arg-type]
+
+
+def _interval(rule: Mapping[str, Any], values: Mapping[str, float]) -> tuple[str, float, float] | Verdict:
+    """(text, lower, upper) of the rule's noisy quantity `ours` ± k standard errors `se`, or the
+    inconclusive Verdict naming what is missing."""
     name, se_name = str(_field(rule, "ours")), str(_field(rule, "se"))
-    v, se = _value(values, name), _value(values, se_name)
-    if v is None:
-        return _missing(name, values)
-    if se is None:
-        return _missing(se_name, values)
+    got = _require(values, name, se_name)
+    if isinstance(got, Verdict):
+        return got
+    v, se = got
     if se < 0:
         return Verdict("inconclusive", f"'{se_name}' = {_g(se)} is not a standard error")
     k = float(rule.get("k", 2.0))
     lo, hi = v - k * se, v + k * se
-    return f"'{name}' = {_g(v)} ± {_g(k)}·{_g(se)} = [{_g(lo)}, {_g(hi)}]", v, lo, hi
+    return f"'{name}' = {_g(v)} ± {_g(k)}·{_g(se)} = [{_g(lo)}, {_g(hi)}]", lo, hi
+
+
+def _on_interval(fn: Callable[[Mapping[str, Any], str, float, float], Verdict]) -> RuleFn:
+    """A rule on the interval of a noisy estimate: fn(rule, text, lower, upper) once both numbers exist."""
+
+    def rule_fn(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+        got = _interval(rule, values)
+        return got if isinstance(got, Verdict) else fn(rule, *got)
+
+    rule_fn.__doc__ = fn.__doc__
+    return rule_fn
+
+
+def _threshold(rule: Mapping[str, Any]) -> tuple[float, Any]:
+    return float(_field(rule, "threshold")), rule.get("partly")
 
 
 @RULES.register("at_least_se")
-def at_least_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+@_on_interval
+def at_least_se(rule: Mapping[str, Any], text: str, lo: float, hi: float) -> Verdict:
     """Interval above threshold: reproduced; above partly: partly; entirely below threshold: not."""
-    got = _interval(rule, values)
-    if isinstance(got, Verdict):
-        return got
-    text, _, lo, hi = got
-    t, p = float(_field(rule, "threshold")), rule.get("partly")
+    t, p = _threshold(rule)
     if lo >= t:
         return Verdict("reproduced", f"{text}: the whole interval is >= {_g(t)}")
     if p is not None and lo >= float(p):
@@ -262,13 +280,10 @@ def at_least_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict
 
 
 @RULES.register("at_most_se")
-def at_most_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+@_on_interval
+def at_most_se(rule: Mapping[str, Any], text: str, lo: float, hi: float) -> Verdict:
     """Consistent with ours <= threshold (lower end <= t): reproduced; lower end <= partly: partly; else not."""
-    got = _interval(rule, values)
-    if isinstance(got, Verdict):
-        return got
-    text, _, lo, _ = got
-    t, p = float(_field(rule, "threshold")), rule.get("partly")
+    t, p = _threshold(rule)
     if lo <= t:
         return Verdict("reproduced", f"{text}: consistent with <= {_g(t)}")
     if p is not None and lo <= float(p):
@@ -277,12 +292,9 @@ def at_most_se(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
 
 
 @RULES.register("equivalence")
-def equivalence(rule: Mapping[str, Any], values: Mapping[str, float]) -> Verdict:
+@_on_interval
+def equivalence(rule: Mapping[str, Any], text: str, lo: float, hi: float) -> Verdict:
     """Interval inside ±margin: reproduced; inside ±partly_margin: partly; outside ±margin: not."""
-    got = _interval(rule, values)
-    if isinstance(got, Verdict):
-        return got
-    text, _, lo, hi = got
     m, pm = float(_field(rule, "margin")), rule.get("partly_margin")
     if -m <= lo and hi <= m:
         return Verdict("reproduced", f"{text} lies inside ±{_g(m)}")
