@@ -88,6 +88,7 @@ def single_norm(runs: RunSet, spec: Spec) -> Figure:
     lr_t = by_placement(max_lr_table(runs), order)
     if len(lr_t):
         draw_lr_bars(runs, ax_lr, lr_t, [runs.label(row, ["model.placement"]) for _, row in lr_t.iterrows()])
+        ax_lr.set_xlabel("placement")
     ax_lr.set_title("largest stable lr per placement")
     tr = by_placement(train_runs(runs), order)
     if len(tr):
@@ -101,6 +102,7 @@ def single_norm(runs: RunSet, spec: Spec) -> Figure:
                 runs.note(f"run {row['run_id']} ({name}): no finite test accuracy (state {row['state']})")
         ax_acc.set_xticks(np.arange(len(tr)), names, rotation=30, ha="right", fontsize=7)
         ax_acc.set_title(f"test accuracy at lr {tr['optim.lr'].iloc[0]:g}")
+        ax_acc.set_xlabel("placement")
     else:
         ax_acc.text(0.5, 0.5, "no training runs", ha="center", transform=ax_acc.transAxes)
     ax_acc.set_ylabel("test accuracy (%)")

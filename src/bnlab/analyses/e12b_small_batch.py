@@ -147,6 +147,7 @@ def small_batch(runs: RunSet, spec: Spec) -> Figure:
     ax.set_xscale("log")
     ax.set_xlabel("noise scale α / ((1 − m)|B|)")
     ax.set_ylabel("test accuracy (%)")
+    ax.set_title("test accuracy vs SGD noise scale")
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     return fig

@@ -82,11 +82,15 @@ def bias_fix(runs: RunSet, spec: Spec) -> Figure:
             np.arange(len(share)), share.to_numpy(float), color=[f"C{i % 8}" for i in range(len(share))]
         )
         ax_share.set_xticks(np.arange(len(share)), list(share.index), rotation=30, ha="right", fontsize=7)
-        ax_share.axhline(0.1, color="0.4", ls="--", lw=0.8)  # uniform share over 10 classes (CIFAR-10)
+        # uniform share over 10 classes (CIFAR-10), named in a legend rather than over the bars
+        ax_share.axhline(0.1, color="0.4", ls="--", lw=0.8, label="uniform share 1/10")
+        ax_share.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     else:
         ax_share.text(0.5, 0.5, "no output_bias rows", ha="center", transform=ax_share.transAxes)
     ax_share.set_ylim(0, 1.05)
+    ax_share.set_xlabel("variant")
     ax_share.set_ylabel("top-class share at init")
+    ax_share.set_title("share of the images predicted as the top class, at init")
     lr_t = by_norm_bias(max_lr_table(runs))
     if len(lr_t):
         draw_lr_bars(runs, ax_lr, lr_t, list(runs.labels(lr_t, exclude=("task",))))

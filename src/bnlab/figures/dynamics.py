@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.colors import LogNorm
+from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from bnlab.errors import UserError
 
@@ -108,7 +109,8 @@ def channel_heatmaps(
 ) -> Figure:
     """Fig. 4: for each layer, |channel mean| (top) and channel variance (bottom) as heatmaps, x = channel,
     y = % of the step (s·100), log colour scale. arrays: diverging_step's `s`, `mean/<layer>`, `var/<layer>`
-    ([grid, channels]). Exact zeros (dead channels) are left blank on the log scale."""
+    ([grid, channels]). Cells the log scale cannot show have colours of their own, named in a legend: exact
+    zeros (dead channels: mean exactly 0) grey, non-finite values (overflow) red."""
     if "s" not in arrays:
         raise UserError("channel_heatmaps needs diverging_step arrays: 's', 'mean/<layer>', 'var/<layer>'")
     names = list(layers) if layers is not None else [k[5:] for k in arrays if k.startswith("mean/")]
@@ -118,32 +120,68 @@ def channel_heatmaps(
             f"no mean/var arrays for layers {missing or names}; pick from the diverging_step arrays"
         )
     pct = np.asarray(arrays["s"], dtype=float) * 100
-    fig = Figure(figsize=(3.6 * len(names), 6.0), layout="constrained")
+    fig = Figure(figsize=(3.6 * len(names) + 1.5, 6.0), layout="constrained")
     axes = fig.subplots(2, len(names), squeeze=False)
+    seen: set[str] = set()
     for j, n in enumerate(names):
         for i, (key, label) in enumerate((("mean", "|channel mean|"), ("var", "channel variance"))):
             data = np.abs(np.asarray(arrays[f"{key}/{n}"], dtype=float))
-            positive = data[np.isfinite(data) & (data > 0)]
             ax = axes[i, j]
-            if positive.size == 0:
-                ax.text(0.5, 0.5, "all zero", ha="center", va="center", transform=ax.transAxes)
-            else:
-                masked = np.ma.masked_where(~np.isfinite(data) | (data <= 0), data)
-                c = data.shape[1]
+            c = data.shape[1]
+            extent = (-0.5, c - 0.5, pct[0], pct[-1])
+            # cells the log colour scale cannot show get colours of their own, named in the legend
+            special = np.zeros(data.shape)
+            for code, (_, what, mask) in enumerate(_special_cells(data), start=1):
+                special[mask] = code
+                seen |= {what} if mask.any() else set()
+            if special.any():
+                ax.imshow(
+                    np.ma.masked_equal(special, 0),
+                    aspect="auto",
+                    origin="lower",
+                    interpolation="nearest",
+                    cmap=ListedColormap([col for col, _, _ in SPECIAL_CELLS]),
+                    vmin=0.5,
+                    vmax=len(SPECIAL_CELLS) + 0.5,
+                    extent=extent,
+                )
+            positive = data[np.isfinite(data) & (data > 0)]
+            if positive.size:
                 im = ax.imshow(
-                    masked,
+                    np.ma.masked_where(special > 0, data),
                     aspect="auto",
                     origin="lower",
                     interpolation="nearest",
                     norm=LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * (1 + 1e-12))),
-                    extent=(-0.5, c - 0.5, pct[0], pct[-1]),
+                    extent=extent,
                 )
                 fig.colorbar(im, ax=ax, label=label)
+            else:  # nothing on the log scale: say what the panel shows
+                ax.set_xlim(extent[0], extent[1])
+                ax.set_ylim(extent[2], extent[3])
+                what = "exactly 0" if np.isfinite(data).all() else "exactly 0 or non-finite"
+                ax.text(0.5, 0.5, f"every {label}\n{what}", ha="center", va="center", transform=ax.transAxes)
             ax.set_xlabel("channel")
             ax.set_ylabel("% of step")
             ax.set_title((titles or {}).get(n, n) if i == 0 else "")
+            ax.grid(False)
+    handles = [Patch(color=col, label=what) for col, what, _ in SPECIAL_CELLS if what in seen]
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     _note(fig, note)
     return fig
+
+
+# colour and legend text of the cells a log colour scale cannot show
+SPECIAL_CELLS = (
+    ("#b0b0b0", "exactly 0 (dead channel)", None),
+    ("#d62728", "non-finite (overflow)", None),
+)
+
+
+def _special_cells(data: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
+    masks = (np.isfinite(data) & (data == 0), ~np.isfinite(data))
+    return [(col, what, m) for (col, what, _), m in zip(SPECIAL_CELLS, masks)]
 
 
 def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str | None = None) -> Figure:
@@ -178,6 +216,7 @@ def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str 
     ax.set_ylabel("E‖α(g_B − g)‖²")
     ax.legend(fontsize=7)
     _note(fig, note)
+    ax.set_title("SGD noise vs α²/|B|, and the bound α²C/|B|")
     return fig
 
 
@@ -231,27 +270,36 @@ def geometry_figure(
     (curvature: columns step, lambda_lr, limit); the input-independent fraction ‖E g_B‖² / E‖g_B‖² of the
     gradient (fraction: step, value); the radial share of the mean gradient, median over layers (radial:
     step, value). An empty table leaves its panel empty."""
-    fig = Figure(figsize=(13.0, 3.8), layout="constrained")
+    fig = Figure(figsize=(10.0, 3.6), layout="constrained")  # drawn at report width: fonts stay readable
     ax_l, ax_f, ax_r = fig.subplots(1, 3)
     if len(curvature):
         lambda_lr_axes(ax_l, curvature, x="step", hue=hue)
     ax_l.set_xlabel("step")
     ax_l.set_ylabel("lr · λ_max")
-    ax_l.set_title("curvature vs SGD's stability limit")
+    ax_l.set_title("curvature vs stability limit")
     panels = (
-        (ax_f, fraction, "‖E g_B‖² / E‖g_B‖²", "input-independent part of the gradient"),
-        (ax_r, radial, "radial fraction (median over layers)", "mean gradient: radial share per weight"),
+        (ax_f, fraction, "‖E g_B‖² / E‖g_B‖²", "input-independent gradient"),
+        (ax_r, radial, "radial fraction (median over layers)", "radial share of the mean gradient"),
     )
     for ax, t, ylabel, title in panels:
         for key, g in _groups(t, hue) if len(t) else []:
             g = g.sort_values("step")
             ax.plot(g["step"], g["value"].to_numpy(float), "o-", label=None if key is None else str(key))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.set_ylim(0, 1.05)
+    # one legend for the three panels (the same labels in each), beside them, never on the data
+    handles: dict[str, object] = {}
+    for ax in (ax_l, ax_f, ax_r):
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+        if not ax.get_lines():
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
     _note(fig, note)
     return fig
 

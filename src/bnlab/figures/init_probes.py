@@ -132,19 +132,40 @@ def kernel_alignment_bars(
     reduces: Sequence[str] = ("spatial", "batch", "all"),
     note: str | None = None,
 ) -> Figure:
-    """Table 1 as a bar chart: per layer, ratio = Σ|d| / Σ|Σ d| for each label, one panel per reduction."""
-    fig = Figure(figsize=(5.0 * len(reduces), 3.6), layout="constrained")
+    """Table 1 as a bar chart: per layer, ratio = Σ|d| / Σ|Σ d| for each label, one panel per reduction.
+
+    Rows of several minibatches (a `batch` column) or runs of one label are averaged per layer, the error bar
+    spanning their range; one x group per layer (paper layer where known), one colour per label, one legend
+    beside the panels."""
+    fig = Figure(figsize=(3.3 * len(reduces) + 1.8, 3.3), layout="constrained")
     axes = fig.subplots(1, len(reduces), squeeze=False)[0]
     width = 0.8 / max(len(tables), 1)
+    counts = set()
     for ax, red in zip(axes, reduces):
-        for k, (label, table) in enumerate(tables.items()):
+        per_label = {}
+        for label, table in tables.items():
             t = _rows(table, "kernel_alignment", label)
             t = t[(t["reduce"] == red) & (t["metric"] == "ratio")]
-            names = list(_layer_label(t))
-            pos = np.arange(len(names))
-            ax.bar(pos + k * width, t["value"].to_numpy(), width=width, label=label)
-            ax.set_xticks(pos + width * (len(tables) - 1) / 2, names, rotation=90, fontsize=7)
-        _log_panel(ax, f"sum over {red}", "layer", "Σ|d| / Σ|Σ d|")
+            v = t.assign(x=_layer_label(t).to_numpy()).groupby("x", sort=False)["value"]
+            per_label[label] = (v.mean(), v.min(), v.max())
+            counts |= set(v.size().tolist())
+        names = list(dict.fromkeys(n for m, _, _ in per_label.values() for n in m.index))
+        pos = np.arange(len(names))
+        for k, (label, (m, lo, hi)) in enumerate(per_label.items()):
+            m, lo, hi = (a.reindex(names).to_numpy(float) for a in (m, lo, hi))
+            err = np.vstack([m - lo, hi - m]) if max(counts) > 1 else None
+            ax.bar(pos + k * width, m, width=width, yerr=err, capsize=2, color=f"C{k % 8}", label=label)
+        ax.set_xticks(pos + width * (len(tables) - 1) / 2, names)
+        ax.set_yscale("log")
+        ax.set_title(f"sum over {red}")
+        ax.set_xlabel("paper layer" if all(n.isdigit() for n in names) else "layer")
+        ax.set_ylabel("Σ|d| / Σ|Σ d|")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8)
+    if max(counts, default=1) > 1:
+        fig.suptitle(
+            f"mean over {max(counts)} minibatches or runs per label; error bars: their range", fontsize=9
+        )
     _note(fig, note)
     return fig
 
@@ -170,6 +191,7 @@ def depth_profile(tables: Mapping[str, pd.DataFrame], *, note: str | None = None
     for ax, title in zip(axes, ("log10 |channel mean|", "log10 channel std")):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{title} (mean over channels ± sd)")
         ax.legend(fontsize=8)
     _note(fig, note)
     return fig
@@ -201,17 +223,21 @@ def logit_gradient_heatmaps(
         ax.set_xlabel("class")
         ax.grid(False)
         fig.colorbar(im, ax=ax, shrink=0.8, label="∂L/∂z")
-    heat[0].set_ylabel("image")
+    for ax in heat:
+        ax.set_ylabel("image")
     if shares:
         ax = fig.add_subplot(gs[1, :])
         pos = np.arange(len(shares))
         ax.bar(pos, list(shares.values()), color=[f"C{i % 8}" for i in range(len(shares))])
         ax.set_xticks(pos, list(shares), rotation=20, ha="right", fontsize=7)
-        if classes:
-            ax.axhline(1 / classes, color="0.4", ls="--", lw=0.8)
-            ax.text(0, 1 / classes + 0.02, "uniform (1/K)", fontsize=7, color="0.4")
-        ax.set_ylim(0, 1.05)
+        if classes:  # a legend entry, not a label on the plot, so no bar can hide it
+            ax.axhline(1 / classes, color="0.4", ls="--", lw=0.8, label=f"uniform share 1/K (K = {classes})")
+            ax.legend(loc="upper left", fontsize=7)  # in the headroom above 1, where no bar reaches
+        ax.set_ylim(0, 1.3)
+        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        ax.set_xlabel("variant")
         ax.set_ylabel("top-class share")
+        ax.set_title("share of the images predicted as the most frequent class", fontsize=9)
     _note(fig, note)
     return fig
 

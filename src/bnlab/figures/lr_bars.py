@@ -13,10 +13,15 @@ from matplotlib.figure import Figure
 
 
 def lr_bars(
-    ax: Axes, table: pd.DataFrame, labels: Sequence[str], colors: Sequence[str] | None = None
+    ax: Axes,
+    table: pd.DataFrame,
+    labels: Sequence[str],
+    colors: Sequence[str] | None = None,
+    xlabel: str = "arm",
 ) -> list[str]:
     """One bar per row of `table` (columns max_stable_lr, min_unstable_lr, censored) on a log axis, named by
-    `labels`; returns the caption notes (arms without a stable lr, censored searches)."""
+    `labels`, the ▼ marker explained in a legend; returns the caption notes (arms without a stable lr,
+    censored searches)."""
     notes: list[str] = []
     for i, (label, (_, row)) in enumerate(zip(labels, table.iterrows())):
         lo, hi = row["max_stable_lr"], row["min_unstable_lr"]
@@ -44,7 +49,10 @@ def lr_bars(
             notes.append(f"{label}: search censored at the end of its range (the bound is one-sided)")
     ax.set_yscale("log")
     ax.set_xticks(np.arange(len(labels)), list(labels), rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel("largest stable lr (▼ smallest unstable)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("largest stable lr")
+    ax.plot([], [], "v", color="0.2", ms=5, ls="", label="smallest unstable lr")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     return notes
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from bnlab.errors import UserError
 from bnlab.rmt.theory import lyapunov_closed_form, theorem1_density, theorem1_edge
@@ -78,7 +79,8 @@ def spectra_figure(table: pd.DataFrame, dist: str = "gaussian") -> Figure:
         ax.set_title(f"M = {m}   KS = {ks:.4f}")
         ax.set_xlabel("squared singular value")
         captions.append(f"M={m}: KS={ks:.4f}")
-    axes[0].set_ylabel("density")
+    for ax in axes:
+        ax.set_ylabel("density")
     axes[0].legend(frameon=False)
     fig.suptitle(
         f"Squared singular values of products of M {dist} N x N matrices (N = {n}, {draws} draws, "
@@ -133,38 +135,84 @@ def lyapunov_figure(table: pd.DataFrame) -> Figure:
     return fig
 
 
+# ln κ(AB) <= ln κ(A) + ln κ(B): one factor that raises ln κ by this much has σ_min/σ_max below ~1e-12, i.e. it
+# is singular to float64 precision (±1 Rademacher matrices are exactly singular with positive probability)
+SINGULAR_JUMP = 0.75 * float(np.log(1 / np.finfo(np.float64).eps))
+
+
+def singular_depth(depths: np.ndarray, ln_kappa: np.ndarray) -> float | None:
+    """The first depth at which ln κ jumps by more than SINGULAR_JUMP in one factor (None if none)."""
+    jumps = np.diff(ln_kappa) / np.maximum(np.diff(depths), 1)
+    hit = np.flatnonzero(jumps > SINGULAR_JUMP)
+    return float(depths[hit[0] + 1]) if hit.size else None
+
+
 def condition_figure(table: pd.DataFrame) -> Figure:
-    """ln kappa vs depth (mean over seeds): exact (solid), naive SVD (dotted), Lyapunov (dashed)."""
+    """ln kappa vs depth (mean over seeds): one colour per distribution, one line style per method (exact:
+    solid, naive SVD: dotted, Lyapunov: dashed, closed form: dash-dot), two legends beside the panels. A curve
+    stops where a factor is singular to float64 precision (× marker): from there κ is infinite and the value
+    a float64 computation returns (about 1/eps larger) says nothing about the product."""
     t = _rows(table, "rmt_condition", "condition_figure")
     t = t[t["metric"] == "ln_kappa"]
     products = [p for p in ("plain", "normalized") if p in set(t["product"])]
-    fig = Figure(figsize=(5.0 * len(products), 4.0), layout="constrained")
+    fig = Figure(figsize=(4.2 * len(products) + 2.2, 3.8), layout="constrained")
     axes = fig.subplots(1, len(products), squeeze=False)[0]
     styles = {"exact": "-", "naive": ":", "lyapunov": "--", "closed_form": "-."}
+    dists: dict[str, str] = {}
+    singular = False
     for ax, product in zip(axes, products):
         tp = t[t["product"] == product]
         if product == "normalized":  # orthogonal products for reference (plain rows)
             tp = pd.concat([tp, t[(t["dist"] == "orthogonal") & (t["product"] == "plain")]])
         for (dist, method), g in tp.groupby(["dist", "method"]):
             mean = g.groupby("depth")["value"].mean()
+            d, v = mean.index.to_numpy(float), mean.to_numpy(float)
             color = "k" if method == "closed_form" else DIST_COLORS.get(str(dist), "k")
-            label = f"{dist}, {method}" if method != "closed_form" else "closed form (Gaussian)"
-            ax.plot(
-                mean.index, mean.to_numpy(float), styles.get(str(method), "-"), color=color, lw=1, label=label
-            )
+            if method != "closed_form":
+                dists[str(dist)] = color
+            stop = singular_depth(d, v) if method == "exact" else None
+            if stop is not None:
+                keep = d < stop
+                ax.plot([stop], [v[keep][-1] if keep.any() else v[0]], "x", color=color, ms=7, mew=1.5)
+                d, v, singular = d[keep], v[keep], True
+            ax.plot(d, v, styles.get(str(method), "-"), color=color, lw=1)
         ax.axhline(np.log(1e16), color="0.6", lw=0.8)
-        ax.text(1, np.log(1e16) + 2, "float64 limit of a naive SVD (1e16)", fontsize=7, color="0.4")
+        ax.annotate(
+            "float64 limit of a naive SVD (1e16)",
+            (0.02, np.log(1e16)),
+            xycoords=("axes fraction", "data"),
+            xytext=(0, -3),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color="0.4",
+        )
         ax.set_xlabel("depth (number of factors)")
         ax.set_ylabel(r"$\ln \kappa$")
         ax.set_title(
-            "plain products" if product == "plain" else "BN-normalized products (and orthogonal)", fontsize=10
+            "plain products" if product == "plain" else "BN-normalized (and orthogonal)", fontsize=10
         )
-        ax.legend(frameon=False, fontsize=6, ncol=2)
+    colour_handles = [Line2D([], [], color=c, lw=1.5, label=d) for d, c in dists.items()]
+    method_names = {
+        "exact": "exact (graded QR)",
+        "naive": "naive SVD",
+        "lyapunov": "Lyapunov",
+        "closed_form": "closed form (Gaussian)",
+    }
+    present = [m for m in styles if m in set(t["method"])]
+    style_handles = [
+        Line2D([], [], color="k" if m == "closed_form" else "0.3", ls=styles[m], lw=1, label=method_names[m])
+        for m in present
+    ]
+    if singular:
+        style_handles.append(
+            Line2D([], [], color="0.3", marker="x", ls="", label="a factor singular to float64: κ = ∞")
+        )
+    first = fig.legend(handles=colour_handles, loc="outside right upper", title="distribution", fontsize=7)
+    fig.legend(handles=style_handles, loc="outside right lower", title="method", fontsize=7)
+    first.set_zorder(3)
     n = int(t["n"].iloc[0])
-    fig.suptitle(
-        f"Condition number of random products, n = {n}: exact (graded QR) vs naive SVD vs Lyapunov",
-        fontsize=9,
-    )
+    fig.suptitle(f"Condition number of random products (n = {n}) vs depth", fontsize=10)
     return fig
 
 

@@ -53,10 +53,21 @@ def verdict_badge(v: str) -> str:
     return f'<span class="verdict v-{E(v)}">{E(v)}</span>'
 
 
-def env_line(envs: Sequence[dict[str, Any]]) -> str:
-    """The environments of some runs in one line: shared fields once, then each git commit with its run count."""
+def report_runs(study: Study) -> int:
+    """How many distinct runs the report's sections and its untagged section show."""
+    ids: set[str] = set()
+    for sec in study.sections:
+        ids |= {str(r) for r in sec.runs.get("run_id", [])}
+    return len(ids) + int(study.untagged or 0)
+
+
+def env_line(envs: Sequence[dict[str, Any]], total: int | None = None) -> str:
+    """The environments of some runs in one line: shared fields once, then each git commit with its run count;
+    with `total` (the runs shown), also how many of them have no env.json."""
     if not envs:
-        return "no env.json in these runs"
+        return "no env.json in these runs" + (f" ({total} run(s))" if total else "")
+    with_env = sum(int(e.get("runs") or 0) for e in envs)
+    missing = f"{total - with_env} of {total} run(s) without env.json; " if total and total > with_env else ""
     groups: dict[str, list[dict[str, Any]]] = {}
     for e in envs:
         dev = e.get("device_name") or e.get("device")
@@ -69,11 +80,11 @@ def env_line(envs: Sequence[dict[str, Any]]) -> str:
     for key, es in groups.items():
         shas = ", ".join(
             f"{str(e.get('git_sha') or 'unknown')[:10]}{' (dirty)' if e.get('git_dirty') else ''} "
-            f"[{e.get('runs', '?')} run(s)]"
+            f"[{e.get('runs', '?')} run(s) with this env.json]"
             for e in es
         )
         out.append(f"{key}; git {shas}")
-    return "; ".join(out)
+    return missing + "; ".join(out)
 
 
 def runs_table(sec: Section) -> str:
@@ -134,7 +145,8 @@ def figure_block(fo: FigureOut, paper_figure: str, smoke: bool) -> str:
         cap.append(E(SMOKE_BANNER))
     cap += [E(n) for n in fo.notes]
     caption = "<div class='caption'>" + "<br>".join(cap) + "</div>"
-    desc = f"<div class='desc'><b>The paper's figure.</b> {E(paper_figure)}{caption}</div>"
+    # each figure's own caption; the paper's figure is described once per section (section_html)
+    desc = f"<div class='desc'>{caption}</div>"
     return f"<div class='fig'><div>{img}</div>{desc}</div>"
 
 
@@ -155,6 +167,8 @@ def section_html(sec: Section) -> str:
             f"<p><b>No runs of {E(s.id)} under the {E(sec.profile)} profile in this runs root.</b>{E(extra)} "
             f"The paper's figure: {E(sec.paper_figure)}</p>"
         )
+    if len(sec.runs):
+        parts.append(f"<p><b>The paper's figure.</b> {E(sec.paper_figure)}</p>")
     for fo in sec.figures:
         parts.append(figure_block(fo, sec.paper_figure, sec.smoke))
     parts.append("<h3>Our numbers and the paper's</h3>")
@@ -203,7 +217,7 @@ def render_report(study: Study) -> str:
             "a verdict counts only under a profile that tests its claim, so each one below is inconclusive and quotes what its rule alone gives.</div>"
         )
     head.append(f"<p><b>Regenerate everything:</b> <code>{E(study.command)}</code></p>")
-    head.append(f"<p class='muted'><b>Environment:</b> {E(env_line(study.env))}</p>")
+    head.append(f"<p class='muted'><b>Environment:</b> {E(env_line(study.env, report_runs(study)))}</p>")
     if study.other_profiles:
         other = ", ".join(f"{n} run(s) of profile {p}" for p, n in study.other_profiles.items())
         head.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bnlab.report.html import env_line, fmt
+from bnlab.report.html import env_line, fmt, report_runs
 from bnlab.report.study import SMOKE_BANNER, Section, Study
 from bnlab.report.untagged import untagged_md
 
@@ -77,7 +77,7 @@ def render_markdown(study: Study, out_dir: Path) -> str:
         "",
         f"Regenerate everything: `{study.command}`",
         "",
-        f"Environment: {env_line(study.env)}",
+        f"Environment: {env_line(study.env, report_runs(study))}",
         "",
         "| experiment | runs | verdict | reason |",
         "|---|---:|---|---|",
