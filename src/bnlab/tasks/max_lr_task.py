@@ -42,6 +42,19 @@ def trial_config(cfg: Config, lr: float, seed: int, steps: int) -> Config:
     return validate(raw)
 
 
+def write_env(rd: RunDir, cfg: Config) -> None:
+    """env.json of the search (its trials write their own), as a training run writes it."""
+    import torch
+
+    from bnlab.store.rundir import environment
+    from bnlab.training.loop import resolve_device
+
+    device = str(resolve_device(cfg.train.device))
+    atomic_write_json(
+        rd.path / "env.json", environment(device, torch.get_num_threads(), cfg.train.deterministic)
+    )
+
+
 def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     from bnlab.training import run as train_run
 
@@ -49,6 +62,7 @@ def run_task(cfg: Config, run_dir: str | Path, progress: bool = False) -> dict[s
     rd = RunDir(run_dir)
     rd.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rd.config, to_yaml(cfg))
+    write_env(rd, cfg)
     rd.set_status("running", 0)
     steps, seeds = opts.steps, tuple(opts.seeds)
     trials: list[dict[str, Any]] = []

@@ -95,6 +95,12 @@ def run_task(cfg: Config, run_dir: str | Path) -> dict[str, Any]:
     rd = RunDir(run_dir)
     rd.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(rd.config, to_yaml(cfg))
+    # env.json as a training run writes it; the random-matrix computations run in numpy on the CPU
+    import torch
+
+    from bnlab.store.rundir import environment
+
+    atomic_write_json(rd.path / "env.json", environment("cpu", torch.get_num_threads(), True))
     rd.set_status("running", 0)
     try:
         result = run_kind(kind, options)
