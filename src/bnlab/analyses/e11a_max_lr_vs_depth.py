@@ -82,9 +82,7 @@ def max_lr_vs_depth(runs: RunSet, spec: Spec) -> Figure:
     ax.set_ylabel("largest stable lr")
     ax.set_title("largest stable lr vs depth")
     # the markers explained in the legend: a ▽ alone is a search with no stable lr down to that lr
-    ax.plot(
-        [], [], "v", color="0.3", mfc="none", label="smallest unstable lr (alone: no stable lr below it)"
-    )
+    ax.plot([], [], "v", color="0.3", mfc="none", label="smallest unstable lr (alone: no stable lr below it)")
     if t["censored"].any():
         ax.plot([], [], "^", color="0.3", ms=9, mfc="none", label="censored search: one-sided bound")
     ax.legend(fontsize=7)
