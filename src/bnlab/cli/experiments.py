@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from bnlab.cli.arguments import add_experiments_argument
 
@@ -26,11 +27,28 @@ def run(args: argparse.Namespace) -> int:
     t.add_column("name")
     for p in PROFILES:
         t.add_column(p, justify="right")
+    totals = stated_totals()
     for s in all_specs():
         cells = []
         for p in PROFILES:
             prof = s.profile(p)
             cells.append("skip" if prof.skip else f"{len(s.configs(p))} / {fmt_seconds(prof.cost_s)}")
         t.add_row(s.id, s.name, *cells)
-    Console().print(t)
+    t.add_section()
+    t.add_row("total", "stated cost", *(fmt_seconds(totals[p]) for p in PROFILES))
+    # off a terminal (a pipe, a file) nothing is cut to fit 80 columns: the table takes the width it needs
+    Console(width=None if sys.stdout.isatty() else 1000).print(t)
     return 0
+
+
+def stated_totals() -> dict[str, float]:
+    """The sum of the specs' stated costs (seconds) per profile, skipped experiments left out: the
+    `total` row of `bnlab experiments`."""
+    from bnlab.analyses.spec import PROFILES, all_specs
+
+    out = dict.fromkeys(PROFILES, 0.0)
+    for s in all_specs():
+        for p in PROFILES:
+            prof = s.profile(p)
+            out[p] += 0.0 if prof.skip else prof.cost_s
+    return out

@@ -87,3 +87,28 @@ def fmt_seconds(s: float | None) -> str:
     if s < 5400:
         return f"{s / 60:.0f} min"
     return f"{s / 3600:.1f} h"
+
+
+class Eta:
+    """Time left in a sweep from the plan's per-run estimates (run id -> seconds; runs already finished have
+    none), rescaled by how long the runs done so far took against their estimates."""
+
+    def __init__(self, estimates: dict[str, float]) -> None:
+        self.left_est = dict(estimates)
+        self.done_est = 0.0
+        self.t0 = time.monotonic()
+
+    def done(self, rid: str) -> None:
+        self.done_est += self.left_est.pop(rid, 0.0)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def seconds_left(self) -> float:
+        rate = self.elapsed() / self.done_est if self.done_est > 0 else 1.0
+        return sum(self.left_est.values()) * rate
+
+    def text(self) -> str:
+        if not self.left_est:
+            return "nothing left"
+        return f"~{fmt_seconds(self.seconds_left())} left"

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bnlab.analyses.spec import Spec
 from bnlab.config import Config, run_id
 from bnlab.errors import UserError
-from bnlab.sweeps.plan import estimate_run_seconds, fmt_seconds
+from bnlab.sweeps.plan import Eta, estimate_run_seconds, fmt_seconds
 from bnlab.tasks import check, is_done
 
 
@@ -32,8 +32,18 @@ def expand(specs: list[Spec], profile: str, overrides: list[str] | None = None) 
 def plan_text(
     pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, measure: bool = True
 ) -> tuple[str, float]:
+    text, total_s, _ = plan(pairs, profile, runs_root, measure)
+    return text, total_s
+
+
+def plan(
+    pairs: list[tuple[Spec, Config]], profile: str, runs_root: Path, measure: bool = True
+) -> tuple[str, float, dict[str, float]]:
+    """The plan's text, its estimated seconds, and the estimate of each run still to do (by run id): measured
+    on this machine where it can be, else the spec's stated cost shared over its runs."""
     lines = [f"plan: profile {profile}, runs root {runs_root}"]
     total_s = 0.0
+    per_run: dict[str, float] = {}
     by_spec: dict[str, list[Config]] = {}
     specs: dict[str, Spec] = {}
     for s, c in pairs:
@@ -44,17 +54,21 @@ def plan_text(
         done = sum(is_done(c, runs_root / run_id(c)) for c in cfgs)
         todo = [c for c in cfgs if not is_done(c, runs_root / run_id(c))]
         est = None
+        per: list[float | None] = [None] * len(todo)
         if measure and todo:
             per = [estimate_run_seconds(c) for c in todo]
             est = sum(p for p in per if p is not None) if all(p is not None for p in per) else None
         if est is None:
             prof_cost = s.profile(profile).cost_s
             est = prof_cost * len(todo) / max(len(cfgs), 1)
+            per = [prof_cost / max(len(cfgs), 1)] * len(todo)
+        for c, p in zip(todo, per):
+            per_run.setdefault(run_id(c), float(p or 0.0))
         total_s += est
         lines.append(f"  {sid:<5} {s.name:<22} {len(cfgs):>3} runs ({done} finished)  ~{fmt_seconds(est)}")
     unique = len({run_id(c) for _, c in pairs})
     lines.append(f"  total: {unique} runs, estimated {fmt_seconds(total_s)} on this machine")
-    return "\n".join(lines), total_s
+    return "\n".join(lines), total_s, per_run
 
 
 def run_specs(
@@ -75,7 +89,7 @@ def run_specs(
     root = Path(runs_root)
     pairs = expand(specs, profile, overrides)
     console = Console(stderr=True)
-    text, _ = plan_text(pairs, profile, root, measure=measure)
+    text, _, estimates = plan(pairs, profile, root, measure=measure)
     console.print(text, highlight=False)
     if dry_run:
         return None
@@ -88,23 +102,30 @@ def run_specs(
         tags.setdefault(rid, []).append(f"{s.id}/{profile}")
     ordered = list(configs)
     run = get_executor(executor)
+    eta = Eta(estimates)
     with Progress(
         TextColumn("[bold]runs"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[last]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
         console=console,
         disable=not sys.stderr.isatty(),
     ) as bar:
-        task = bar.add_task("runs", total=len(ordered), last="")
+        task = bar.add_task("runs", total=len(ordered), last="", eta=eta.text())
         finished = {"n": 0}
 
         def on_done(rid: str, state: str) -> None:
             finished["n"] += 1
-            bar.update(task, completed=finished["n"], last=f"{rid} {state}")
-            if not sys.stderr.isatty():
-                console.print(f"run {finished['n']}/{len(ordered)} {rid} {state}", highlight=False)
+            eta.done(rid)
+            bar.update(task, completed=finished["n"], last=f"{rid} {state}", eta=eta.text())
+            if not sys.stderr.isatty():  # one line per run, with the time left
+                console.print(
+                    f"run {finished['n']}/{len(ordered)} {rid} {state}; {fmt_seconds(eta.elapsed())} elapsed, "
+                    f"{eta.text()}",
+                    highlight=False,
+                )
 
         result = run(
             [configs[r] for r in ordered],

@@ -1,4 +1,5 @@
-"""Progress on stderr: a rich progress bar on a terminal, a line every few seconds otherwise."""
+"""Progress on stderr: a rich progress bar on a terminal, otherwise a line every `log_every` steps
+(`train.log_every`; without it, every 10 seconds), and always one at the last step."""
 
 from __future__ import annotations
 
@@ -12,9 +13,17 @@ from rich.progress import Progress as _RichProgress
 
 class Progress:
     def __init__(
-        self, total: int, *, enabled: bool = True, start: int = 0, description: str = "train"
+        self,
+        total: int,
+        *,
+        enabled: bool = True,
+        start: int = 0,
+        description: str = "train",
+        log_every: int | None = None,
     ) -> None:
         self.total, self.enabled = total, enabled and total > 0
+        self.log_every = log_every
+        self.last_step = start
         self.console = Console(stderr=True)
         self.tty = sys.stderr.isatty()
         self.last_line = 0.0
@@ -40,9 +49,16 @@ class Progress:
         info = f"loss {loss:.4f} lr {lr:.3g} {img_s:.0f} img/s"
         if self.rich is not None:
             self.rich.update(self.task, completed=step, info=info)
-        elif time.monotonic() - self.last_line > 10 or step == self.total:
-            self.last_line = time.monotonic()
+        elif self._due(step):
+            self.last_line, self.last_step = time.monotonic(), step
             self.console.print(f"{self.description} step {step}/{self.total} {info}", highlight=False)
+
+    def _due(self, step: int) -> bool:
+        if step == self.total:
+            return True
+        if self.log_every:  # steps between lines; updates arrive at sync points, so the first one past it
+            return step // self.log_every > self.last_step // self.log_every
+        return time.monotonic() - self.last_line > 10
 
     def note(self, text: str) -> None:
         if self.enabled:
