@@ -21,8 +21,36 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Resolve a config (YAML path, dict or Config, plus `a.b=value` overrides), train it in
-    `runs_root/<run_id>/` (resuming if it was interrupted; a finished run is not re-run), return that path."""
+    `runs_root/<run_id>/` (resuming if it was interrupted; a finished run is not re-run), return that path.
+    CIFAR data not found (data.root, $BNLAB_DATA, ~/.cache/bnlab) is downloaded first, as `bnlab reproduce`
+    does; where that fails, a UserError says how to point data.root at a copy."""
     cfg = check_names(resolve(config, overrides))
+    ensure_dataset(cfg)
     run_dir = Path(runs_root) / run_id(cfg)
     run(cfg, run_dir, progress=progress)
     return run_dir
+
+
+def ensure_dataset(cfg: Config) -> None:
+    """Find the run's CIFAR-10/100 copy, or download it once (md5-checked) into data.root / $BNLAB_DATA /
+    ~/.cache/bnlab; other datasets are left to their loaders."""
+    import sys
+
+    from bnlab.data import DataError, download, locate
+    from bnlab.errors import UserError
+
+    name, root = cfg.data.name, cfg.data.root
+    if name not in ("cifar10", "cifar100"):
+        return
+    try:
+        locate(name, root)
+        return
+    except DataError:
+        sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
+    try:
+        download(name, root)
+    except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
+        raise UserError(
+            f"{name} was not found and could not be downloaded ({type(e).__name__}); pass "
+            f"data.root=DIR (a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}-batches-py/)"
+        ) from None
