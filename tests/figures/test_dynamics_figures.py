@@ -68,7 +68,9 @@ def test_noise_vs_scale_and_lambda_lr() -> None:
     for lr in (0.01, 0.1):
         for step in (0, 5):
             model = tiny(False)
-            t = sgd_noise(model, batches(), ctx=ProbeContext(lr=lr), per_example="running", micro_batch=2).table
+            t = sgd_noise(
+                model, batches(), ctx=ProbeContext(lr=lr), per_example="running", micro_batch=2
+            ).table
             frames.append(t.assign(label="no BN", run_id=f"lr{lr}", step=step))
             opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
             h = hessian_top_eig(model, batches(1), ctx=ProbeContext(optimizer=opt, lr=lr)).table
@@ -86,3 +88,21 @@ def test_noise_vs_scale_and_lambda_lr() -> None:
         lambda_lr_figure(pd.concat(hess), x="epoch")
     with pytest.raises(UserError):
         noise_vs_scale(pd.concat(hess))
+
+
+def test_channel_heatmaps_colour_dead_and_overflowing_cells_with_a_legend() -> None:
+    """Exact zeros (dead channels) and non-finite moments get colours of their own, named in a legend; a
+    layer whose channels are all exactly 0 is a grey panel that says so, never a blank one."""
+    s = np.linspace(0, 1, 4)
+    mean = np.random.default_rng(0).random((4, 6)) + 0.1
+    mean[:, 2] = 0.0
+    var = mean.copy() + 1
+    var[-1, 4] = np.inf
+    zero = np.zeros((4, 6))
+    fig = channel_heatmaps({"s": s, "mean/a": mean, "var/a": var, "mean/b": zero, "var/b": zero})
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert legend == ["exactly 0 (dead channel)", "non-finite (overflow)"]
+    dead_panel = (
+        fig.axes[1] if fig.axes[1].get_title() == "b" else [a for a in fig.axes if a.get_title() == "b"][0]
+    )
+    assert dead_panel.images and "every |channel mean|\nexactly 0" in [t.get_text() for t in dead_panel.texts]
