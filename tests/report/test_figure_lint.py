@@ -171,18 +171,8 @@ def fake_runs(tmp_path_factory: pytest.TempPathFactory) -> RunSet:
     return RunSet.open(make_root(tmp_path_factory.mktemp("lint_root"), PROFILE))
 
 
-# figures whose fix belongs to another change of issue 15 (E1's figures are redrawn with the E1 work);
-# strict: once fixed, the entry must go
-PENDING = {("E1", "lr_final_table"), ("E1", "lr_design")}
 FIGURES = [
-    pytest.param(
-        spec,
-        name,
-        id=f"{spec.id}_{name}",
-        marks=[pytest.mark.xfail(strict=True, reason="E1 figures: fixed with E1's issue-15 work")]
-        if (spec.id, name) in PENDING
-        else [],
-    )
+    pytest.param(spec, name, id=f"{spec.id}_{name}")
     for spec in all_specs()
     for name in analysis(spec).FIGURES
     if spec.profiles.get(PROFILE) is not None

@@ -71,6 +71,7 @@ def final_bars(rows: Sequence[tuple[str, float, float, int, int]], title: str) -
             ax.bar(i, 5, color="none", edgecolor="0.3", hatch="xx")
             ax.text(i, 6, f"{ndiv} diverged", ha="center", va="bottom", fontsize=7, color="0.3")
     ax.set_xticks(np.arange(len(rows)), [r[0] for r in rows], rotation=30, ha="right")
+    ax.set_xlabel("arm (normalization, learning rate)")
     ax.set_ylabel("final test accuracy (%)")
     ax.set_ylim(0, 110)
     ax.set_title(title)
@@ -93,6 +94,7 @@ def lr_design(th: dict[str, float], roles: dict[str, float], lrs: dict[str, Sequ
     ax.set_yscale("log")
     ax.set_xticks(range(len(norms)), [NAME.get(n, n) for n in norms])
     ax.set_xlim(-0.6, len(norms) - 0.1)
+    ax.set_xlabel("normalization")
     ax.set_ylabel("learning rate")
     ax.set_title("training lrs against the measured largest stable lr")
     return fig

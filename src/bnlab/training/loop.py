@@ -149,7 +149,7 @@ def run(
     fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
     t0 = time.perf_counter()
     last_ckpt_time = time.monotonic()
-    bar = Progress(total, enabled=progress, start=step, description=rd.path.name)
+    bar = Progress(total, enabled=progress, start=step, description=rd.path.name, log_every=tcfg.log_every)
     images_this_session = 0
     last_loss: float | None = None
 
