@@ -4,6 +4,7 @@ the rows of that probe across all runs (probes/NAME.jsonl, with a run_id column)
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -26,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     df = load_probes(args.runs, args.probe) if args.probe else load_runs(args.runs)
     if args.probe and df.empty:
         raise UserError(f"no run under {args.runs!r} has rows of probe {args.probe!r}")
+    for note in df.attrs.get("skipped", []):  # e.g. a config.yaml edited after its run
+        print(f"bnlab: {note}", file=sys.stderr)
     atomic_write_text(args.out, df.to_csv(index=False))
     print(args.out)
     return 0
