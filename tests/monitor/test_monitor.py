@@ -13,7 +13,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nets import batches, small_bn_net, train  # noqa: E402
+from monitor_nets import batches, small_bn_net, train  # noqa: E402
 
 from bnlab.errors import UserError
 from bnlab.monitor import Monitor, Schedule

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nets import batches, small_bn_net, train  # noqa: E402
+from monitor_nets import batches, small_bn_net, train  # noqa: E402
 
 from bnlab.cli.main import main
 from bnlab.monitor import Monitor

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nets import batches, small_bn_net, train  # noqa: E402
+from monitor_nets import batches, small_bn_net, train  # noqa: E402
 
 from bnlab.monitor import Monitor
 from bnlab.monitor.writers import scalar_tags
