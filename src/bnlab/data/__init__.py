@@ -14,7 +14,7 @@ from bnlab.config import DataConfig
 from bnlab.data import arrays as _arrays
 from bnlab.data import cifar as _cifar
 from bnlab.data.arrays import from_arrays
-from bnlab.data.cifar import download, locate
+from bnlab.data.cifar import download, locate, locate_or_download
 from bnlab.data.device import DeviceData, crop_flip, draw_crop_flip
 from bnlab.data.splits import RawData, Splits, load, make_splits, stratified_indices
 from bnlab.data.synthetic import make_synthetic
@@ -46,6 +46,7 @@ __all__ = [
     "from_arrays",
     "load",
     "locate",
+    "locate_or_download",
     "make_splits",
     "make_synthetic",
     "stratified_indices",

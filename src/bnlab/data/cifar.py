@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.request
@@ -26,7 +27,7 @@ import torch
 from bnlab.config import DataConfig
 from bnlab.data import safe_pickle
 from bnlab.data.splits import RawData
-from bnlab.errors import DataError
+from bnlab.errors import DataError, UserError
 
 
 @dataclass(frozen=True)
@@ -354,3 +355,20 @@ def download(
             shutil.rmtree(target)
         os.replace(unpack / spec.folder, target)
     return target
+
+
+def locate_or_download(name: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """The CIFAR `name` copy under `root` / $BNLAB_DATA / ~/.cache/bnlab, downloaded once (md5-checked) when
+    missing; where that fails (no network, disk full) a UserError says how to point data.root at a copy."""
+    try:
+        return locate(name, root)
+    except DataError:
+        sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
+    try:
+        return download(name, root)
+    except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
+        raise UserError(
+            f"{name} was not found and could not be downloaded ({type(e).__name__}); point data.root "
+            f"(--set data.root=DIR) at a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}"
+            "-batches-py/ (offline: python ../shared/data/make_cifar10.py DIR makes one)"
+        ) from None

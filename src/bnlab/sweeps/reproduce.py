@@ -65,8 +65,7 @@ def reproduce(
 def ensure_data(specs, profile: str, overrides: list[str]) -> None:
     """Every dataset the runs need is found, or downloaded once before anything runs (on a machine
     without internet: a UserError that names the fix)."""
-    from bnlab.data import DataError, download, locate
-    from bnlab.errors import UserError
+    from bnlab.data import locate_or_download
 
     needed = {
         (c.data.name, c.data.root)
@@ -75,15 +74,4 @@ def ensure_data(specs, profile: str, overrides: list[str]) -> None:
         if c.data.name in ("cifar10", "cifar100")
     }
     for name, data_root in sorted(needed, key=str):
-        try:
-            locate(name, data_root)
-        except DataError:
-            sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
-            try:
-                download(name, data_root)
-            except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
-                raise UserError(
-                    f"{name} was not found and could not be downloaded ({type(e).__name__}); point "
-                    f"--set data.root=DIR at a folder holding cifar-10-batches-py/ (offline: "
-                    f"python ../shared/data/make_cifar10.py DIR makes one)"
-                ) from None
+        locate_or_download(name, data_root)

@@ -34,23 +34,7 @@ def train(
 def ensure_dataset(cfg: Config) -> None:
     """Find the run's CIFAR-10/100 copy, or download it once (md5-checked) into data.root / $BNLAB_DATA /
     ~/.cache/bnlab; other datasets are left to their loaders."""
-    import sys
+    from bnlab.data import locate_or_download
 
-    from bnlab.data import DataError, download, locate
-    from bnlab.errors import UserError
-
-    name, root = cfg.data.name, cfg.data.root
-    if name not in ("cifar10", "cifar100"):
-        return
-    try:
-        locate(name, root)
-        return
-    except DataError:
-        sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
-    try:
-        download(name, root)
-    except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
-        raise UserError(
-            f"{name} was not found and could not be downloaded ({type(e).__name__}); pass "
-            f"data.root=DIR (a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}-batches-py/)"
-        ) from None
+    if cfg.data.name in ("cifar10", "cifar100"):
+        locate_or_download(cfg.data.name, cfg.data.root)
