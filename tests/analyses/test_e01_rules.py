@@ -11,54 +11,18 @@ matplotlib.use("Agg")
 import pytest
 
 from bnlab.analyses import analysis
-from bnlab.analyses.fake import FakeRoot, metrics
-from bnlab.analyses.max_lr_table import fake_max_lr_run
+from bnlab.analyses.e01_lr_study import write_fake
 from bnlab.analyses.spec import find_specs
 from bnlab.report.study import collect_section
 from bnlab.store.runset import RunSet
 
 SPEC = find_specs(["E1"])[0]
-BASE = {"model.init.conv": "kaiming_fan_in", "model.depth": 20, "train.epochs": 60.0}
-PLATEAU = [0.3, 0.6, 0.9, 0.96, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0]
 RISING = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9]  # +10 points before the first drop, < 95 %
 
 
-def make(
-    root,
-    *,
-    nobn_max=0.01,
-    nobn_shared=0.70,
-    bn_large=0.80,
-    nobn_large="diverged",
-    curve=PLATEAU,
-    seeds=3,
-    spread=0.0,
-):
-    r = FakeRoot(root, "cpu")
-    fake_max_lr_run(r, "E1", {**BASE, "model.norm": "batch"}, 0.9)
-    if nobn_max is not None:
-        fake_max_lr_run(r, "E1", {**BASE, "model.norm": "none"}, nobn_max)
-    arms = [("batch", 0.1, s, bn_large + 0.004 * s) for s in range(seeds)]
-    arms += [("batch", 0.003, s, 0.70 + 0.003 * s) for s in range(seeds)]
-    arms += [
-        ("none", 0.003, s, nobn_shared + 0.003 * s + spread * (1 if s % 2 else -1)) for s in range(seeds)
-    ]
-    for norm, lr, seed, acc in arms:
-        d = r.run(
-            "E1",
-            {**BASE, "model.norm": norm, "optim.lr": lr, "train.seed": seed},
-            step=1400,
-            summary={"test_acc": acc, "train_acc": 1.0},
-        )
-        metrics(d, curve, epochs=60.0)
-    d = r.run(
-        "E1",
-        {**BASE, "model.norm": "none", "optim.lr": 0.1},
-        state=nobn_large,
-        step=3,
-        summary={"test_acc": 0.5, "train_acc": 0.6} if nobn_large == "complete" else None,
-    )
-    metrics(d, [0.1, 0.1], diverge=nobn_large == "diverged", epochs=60.0)
+def make(root, **kw):
+    """E1's own synthetic runs (bnlab.analyses.e01_lr_study.write_fake) without the small-lr arms."""
+    write_fake(root, "cpu", small=False, **kw)
     return root
 
 

@@ -196,9 +196,27 @@ def lr_design(runs: RunSet, spec: Spec) -> Figure:
 FIGURES = {"lr_curves": lr_curves, "lr_final_table": lr_final_table, "lr_design": lr_design}
 
 
-def fake_runs(root: Path, profile: str) -> str:
-    """Measured thresholds (BN 0.9, no BN 0.01), BN at 0.1 and both norms at 0.003 (3 paired seeds, equal
-    accuracy, plateaued), 5e-4 for both, no BN diverged at 0.1: every rule reproduced."""
+PLATEAU = [0.3, 0.6, 0.9, 0.96, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0]  # train_eval accuracy at 10 evaluations
+
+
+def write_fake(
+    root: Path,
+    profile: str,
+    *,
+    nobn_max: float | None = 0.01,
+    bn_shared: float = 0.70,
+    nobn_shared: float = 0.70,
+    bn_large: float = 0.80,
+    nobn_large: str = "diverged",
+    curve: list[float] = PLATEAU,
+    seeds: int = 3,
+    spread: float = 0.0,
+    small: bool = True,
+) -> None:
+    """Synthetic E1 runs: max_lr arms (BN 0.9, no BN `nobn_max`; None: not measured), BN at the large lr 0.1,
+    both norms at the shared lr 0.003 (`seeds` paired seeds, accuracy + 0.003 per seed, no BN's ± `spread`
+    alternating), 5e-4 for both when `small`, no BN at 0.1 in state `nobn_large`; every training run's
+    train_eval accuracy follows `curve`."""
     r = FakeRoot(root, profile)
     base = {
         "model.init.conv": "kaiming_fan_in",
@@ -207,14 +225,15 @@ def fake_runs(root: Path, profile: str) -> str:
         "data.name": "cifar10",
     }
     fake_max_lr_run(r, "E1", {**base, "model.norm": "batch"}, 0.9)
-    fake_max_lr_run(r, "E1", {**base, "model.norm": "none"}, 0.01)
-    arms = [("batch", 0.1, s, 0.80 + 0.004 * s) for s in range(3)]
+    if nobn_max is not None:
+        fake_max_lr_run(r, "E1", {**base, "model.norm": "none"}, nobn_max)
+    arms = [("batch", 0.1, s, bn_large + 0.004 * s) for s in range(seeds)]
+    arms += [("batch", 0.003, s, bn_shared + 0.003 * s) for s in range(seeds)]
     arms += [
-        (n, 0.003, s, 0.70 + 0.003 * s + (0.002 if n == "batch" else 0.0))
-        for s in range(3)
-        for n in ("batch", "none")
+        ("none", 0.003, s, nobn_shared + 0.003 * s + spread * (1 if s % 2 else -1)) for s in range(seeds)
     ]
-    arms += [("batch", 0.0005, 0, 0.62), ("none", 0.0005, 0, 0.61)]
+    if small:
+        arms += [("batch", 0.0005, 0, 0.62), ("none", 0.0005, 0, 0.61)]
     for norm, lr, seed, acc in arms:
         d = r.run(
             "E1",
@@ -222,13 +241,21 @@ def fake_runs(root: Path, profile: str) -> str:
             step=1400,
             summary={"test_acc": acc, "train_acc": 1.0},
         )
-        metrics(d, [0.3, 0.6, 0.9, 0.96, 0.97, 0.99, 1.0, 1.0, 1.0, 1.0], epochs=60.0)
+        metrics(d, curve, epochs=60.0)
+    diverged = nobn_large == "diverged"
     d = r.run(
         "E1",
         {**base, "model.norm": "none", "optim.lr": 0.1},
-        state="diverged",
+        state=nobn_large,
         step=3,
-        reason="loss 1e4 > 1e3",
+        reason="loss 1e4 > 1e3" if diverged else None,
+        summary=None if diverged else {"test_acc": 0.5, "train_acc": 0.6},
     )
-    metrics(d, [0.1, 0.1], diverge=True, epochs=60.0)
+    metrics(d, [0.1, 0.1], diverge=diverged, epochs=60.0)
+
+
+def fake_runs(root: Path, profile: str) -> str:
+    """Measured thresholds (BN 0.9, no BN 0.01), BN at 0.1 and both norms at 0.003 (3 paired seeds, BN 0.2
+    points ahead, plateaued), 5e-4 for both, no BN diverged at 0.1: every rule reproduced."""
+    write_fake(root, profile, bn_shared=0.702)
     return "reproduced"
