@@ -38,8 +38,8 @@ def _test_sizes(df: pd.DataFrame) -> np.ndarray:
 
 def _accs(runs: RunSet, norm: str, lr: float) -> pd.DataFrame:
     """Complete training runs of (norm, lr): seed, test accuracy (points) and its binomial variance."""
-    g = runs.where(model__norm=norm, optim__lr=lr)
-    g = g[(g.get("task", "train") == "train") & (g["state"] == "complete")]
+    g = training_runs(runs, runs.where(model__norm=norm, optim__lr=lr))
+    g = g[g["state"] == "complete"]
     acc = pd.to_numeric(g.get("summary.test_acc", pd.Series(dtype=float)), errors="coerce")
     out = pd.DataFrame({"seed": g.get("train.seed", 0), "acc": 100 * acc})
     out["binom"] = 1e4 * acc * (1 - acc) / _test_sizes(g)
@@ -91,8 +91,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     )
     if not measured:
         runs.note("the lr roles need both max_lr arms and training runs at a shared lr: design not measured")
-    r = runs.usable()
-    r = r[r.get("task", pd.Series("train", index=r.index)) == "train"] if len(r) else r
+    r = training_runs(runs, runs.usable())
     big = (
         r[
             (r.get("model.norm") == "none")
@@ -118,8 +117,8 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     bnl = at(large)
     bnl = bnl[bnl["norm"] == "batch"] if len(bnl) else bnl
     q["bn_large_lr_plateau_share"] = float(bnl["plateau"].mean()) if len(bnl) else NAN
-    tr = runs.where(model__norm="batch", optim__lr=large)
-    tr = tr[(tr.get("task", "train") == "train") & (tr["state"] == "complete")]
+    tr = training_runs(runs, runs.where(model__norm="batch", optim__lr=large))
+    tr = tr[tr["state"] == "complete"]
     q["train_acc_bn_large_lr"] = mean(tr.get("summary.train_acc", pd.Series(dtype=float))) * 100
     for name, v in (("large", large), ("shared", shared), ("small", small)):
         runs.note(f"{name} lr: {v:g}") if np.isfinite(v) else runs.note(f"no {name} lr in this design")

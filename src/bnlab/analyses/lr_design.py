@@ -30,8 +30,9 @@ def nobn_max(th: dict[str, float]) -> float:
     return th.get("none", NAN)
 
 
-def training_runs(runs: RunSet) -> pd.DataFrame:
-    r = runs.runs
+def training_runs(runs: RunSet, df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The training runs (task train) of `df` (default: all of `runs`), not the max_lr searches."""
+    r = runs.runs if df is None else df
     return r[r["task"] == "train"] if "task" in r.columns else r
 
 
