@@ -246,9 +246,9 @@ class RunSet:
     def arrays(self, row: pd.Series, name: str, step: int | None = None) -> dict[str, np.ndarray]:
         """probes/<name>.npz of one run at `step` (default: the first step stored), keys without the step."""
         by_step = self.array_steps(row, name)
-        if not by_step:
-            return {}
-        return by_step[min(by_step) if step is None else step] if (step is None or step in by_step) else {}
+        if step is None and by_step:
+            step = min(by_step)
+        return by_step.get(step, {}) if step is not None else {}
 
     def array_steps(self, row: pd.Series, name: str) -> dict[int, dict[str, np.ndarray]]:
         """probes/<name>.npz of one run, split by the step it was measured at."""
