@@ -32,6 +32,7 @@ from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.sgd_noise import sgd_noise
 from bnlab.probes.step_size_scan import step_size_scan
+from bnlab.probes.weight_grad_norms import weight_grad_norms
 
 __all__ = [
     "NORM_STATS",
@@ -56,4 +57,5 @@ __all__ = [
     "sgd_noise",
     "step_size_scan",
     "unwrap_model",
+    "weight_grad_norms",
 ]
