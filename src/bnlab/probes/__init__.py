@@ -19,6 +19,7 @@ from bnlab.probes.context import ProbeContext
 from bnlab.probes.diverging_step import diverging_step
 from bnlab.probes.gradient_geometry import gradient_geometry
 from bnlab.probes.gradient_histogram import gradient_histogram
+from bnlab.probes.gradient_predictiveness import gradient_predictiveness
 from bnlab.probes.gradient_spectrum import gradient_spectrum
 from bnlab.probes.gradient_variance import gradient_variance
 from bnlab.probes.hessian_top_eig import hessian_top_eig
@@ -45,6 +46,7 @@ __all__ = [
     "diverging_step",
     "gradient_geometry",
     "gradient_histogram",
+    "gradient_predictiveness",
     "gradient_spectrum",
     "gradient_variance",
     "hessian_top_eig",
