@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from bnlab.config import Config, run_id
 from bnlab.errors import UserError
@@ -22,20 +23,62 @@ from bnlab.store.files import atomic_write_json, read_json
 from bnlab.tasks import execute, is_done
 
 
+class SweepOptions(TypedDict, total=False):
+    """The options every executor takes besides its configs and runs root (`run_local` spells them out)."""
+
+    retry_failed: bool  # run again the runs that failed before (default False)
+    force: bool  # run again the finished runs, replacing their results (default False)
+    on_done: Callable[[str, str], None] | None  # called with (run id, state) as each run is recorded
+    tags: list[list[str]] | None  # per config: the experiments (id/profile) its run belongs to
+
+
 @dataclass
 class SweepResult:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already finished
     failed: list[str] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
+    on_done: Callable[[str, str], None] | None = field(default=None, repr=False, compare=False)
 
-    def record(self, name: str, state: str, *, ran: bool, on_done: Callable[[str, str], None] | None) -> None:
+    def record(self, name: str, state: str, *, ran: bool) -> None:
         self.states[name] = state
         (self.ran if ran else self.skipped).append(name)
         if state == "failed":
             self.failed.append(name)
-        if on_done:
-            on_done(name, state)
+        if self.on_done:
+            self.on_done(name, state)
+
+    def record_executed(self, run_dir: Path, outcome: Callable[[], str], failure: str) -> None:
+        """Record a run that another process executed: its state is `outcome()`; if that raises (the worker
+        died, the job failed), the run is marked failed with `failure` and the error, and the sweep goes on."""
+        try:
+            state = outcome()
+        except Exception as e:  # noqa: BLE001 - a failed run is recorded; the sweep goes on
+            mark_failed(run_dir, f"{failure}: {type(e).__name__}: {e}")
+            state = "failed"
+        self.record(run_dir.name, state, ran=True)
+
+
+def start_sweep(
+    configs: list[Config], runs_root: str | Path, sweep: SweepOptions
+) -> tuple[SweepResult, list[tuple[Config, Path]]]:
+    """The first step of an executor that hands runs to other processes (ray, slurm): prepare every run and
+    record the finished ones; returns the result so far and the (config, run dir) pairs left to execute."""
+    res = SweepResult(on_done=sweep.get("on_done"))
+    todo = []
+    runs = prepare(
+        configs,
+        Path(runs_root).resolve(),
+        force=sweep.get("force", False),
+        retry_failed=sweep.get("retry_failed", False),
+        tags=sweep.get("tags"),
+    )
+    for cfg, d, done_before in runs:
+        if done_before:
+            res.record(d.name, RunDir(d).state(), ran=False)
+        else:
+            todo.append((cfg, d))
+    return res, todo
 
 
 def finished(cfg: Config, run_dir: Path, retry_failed: bool) -> bool:
@@ -143,9 +186,9 @@ def _run_parallel(
     payload = [c.model_dump(mode="json") for c in configs]
     with mp.get_context("spawn").Pool(workers) as pool:
         pool.starmap(_worker, [(i, payload, str(root), retry_failed) for i in range(workers)])
-    res = SweepResult()
+    res = SweepResult(on_done=on_done)
     for _, d, done_before in runs:
-        res.record(d.name, RunDir(d).state(), ran=not done_before, on_done=on_done)
+        res.record(d.name, RunDir(d).state(), ran=not done_before)
     return res
 
 
@@ -167,7 +210,7 @@ def run_local(
         return _run_parallel(
             configs, root, workers, retry_failed=retry_failed, force=force, on_done=on_done, tags=tags
         )
-    res = SweepResult()
+    res = SweepResult(on_done=on_done)
     pending = [
         (cfg, d) for cfg, d, _ in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags)
     ]
@@ -179,7 +222,7 @@ def run_local(
             if state is None:
                 busy.append((cfg, d))
                 continue
-            res.record(d.name, state, ran=not already, on_done=on_done)
+            res.record(d.name, state, ran=not already)
         if busy and len(busy) == len(pending):
             time.sleep(wait_s)  # every remaining run is held by another live sweep: wait for it
         pending = busy

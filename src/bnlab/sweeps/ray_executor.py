@@ -17,14 +17,15 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 from bnlab.config import Config
 from bnlab.errors import UserError
-from bnlab.store import RunDir
-from bnlab.sweeps.local import SweepResult, mark_failed, prepare, run_one
+from bnlab.sweeps.local import SweepOptions, SweepResult, run_one, start_sweep
 
 MAX_RETRIES = 2  # re-executions of a task whose worker process died
 
@@ -53,20 +54,17 @@ def run_ray(
     configs: list[Config],
     runs_root: str | Path,
     *,
-    retry_failed: bool = False,
-    force: bool = False,
-    on_done: Callable[[str, str], None] | None = None,
-    tags: list[list[str]] | None = None,
     address: str | None = None,
     max_retries: int = MAX_RETRIES,
+    **sweep: Unpack[SweepOptions],
 ) -> SweepResult:
     try:
         import ray
     except ImportError:
         raise UserError("the ray executor needs the ray extra: pip install 'bnlab[ray]'") from None
 
-    root = Path(runs_root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    res, todo = start_sweep(configs, runs_root, sweep)
+    retry_failed = sweep.get("retry_failed", False)
     started_here = False
     if not ray.is_initialized():
         if address:
@@ -80,14 +78,10 @@ def run_ray(
                 log_to_driver=False,
             )
         started_here = True
-    res = SweepResult()
     try:
         remote = ray.remote(max_retries=max_retries, retry_exceptions=False)(_remote_run)
         pending: dict[Any, Path] = {}
-        for cfg, d, done_before in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags):
-            if done_before:
-                res.record(d.name, RunDir(d).state(), ran=False, on_done=on_done)
-                continue
+        for cfg, d in todo:
             opts = cfg.task_options
             on_gpu = cfg.train.device.startswith("cuda") or (
                 cfg.train.device == "auto" and _cluster_has_gpus(ray)
@@ -101,13 +95,10 @@ def run_ray(
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             ref = ready[0]
-            d = pending.pop(ref)
-            try:
-                state = ray.get(ref)
-            except Exception as e:  # noqa: BLE001 - worker died more than max_retries times, or the task raised
-                mark_failed(d, f"ray task failed after {max_retries} retries: {type(e).__name__}: {e}")
-                state = "failed"
-            res.record(d.name, state, ran=True, on_done=on_done)
+            # the task raised, or its worker died more than max_retries times
+            res.record_executed(
+                pending.pop(ref), partial(ray.get, ref), f"ray task failed after {max_retries} retries"
+            )
     finally:
         if started_here:
             ray.shutdown()

@@ -10,14 +10,14 @@ subprocesses.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 from bnlab.config import Config
 from bnlab.errors import UserError
-from bnlab.store import RunDir
-from bnlab.sweeps.local import SweepResult, mark_failed, prepare
+from bnlab.sweeps.local import SweepOptions, SweepResult, start_sweep
 
 
 def _job(cfg_json: dict[str, Any], run_dir: str, retry_failed: bool) -> str:
@@ -30,30 +30,21 @@ def run_slurm(
     configs: list[Config],
     runs_root: str | Path,
     *,
-    retry_failed: bool = False,
-    force: bool = False,
-    on_done: Callable[[str, str], None] | None = None,
-    tags: list[list[str]] | None = None,
-    address: str | None = None,
+    address: str | None = None,  # unused: a SLURM cluster is reached through submitit
     cluster: str | None = None,
+    **sweep: Unpack[SweepOptions],
 ) -> SweepResult:
     try:
         import submitit
     except ImportError:
         raise UserError("the slurm executor needs the slurm extra: pip install 'bnlab[slurm]'") from None
 
-    root = Path(runs_root).resolve()
-    res = SweepResult()
-    todo: list[tuple[Config, Path]] = []
-    for cfg, d, done_before in prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags):
-        if done_before:
-            res.record(d.name, RunDir(d).state(), ran=False, on_done=on_done)
-        else:
-            todo.append((cfg, d))
+    res, todo = start_sweep(configs, runs_root, sweep)
     if not todo:
         return res
     executor = submitit.AutoExecutor(
-        folder=str(root / ".submitit"), cluster=cluster or os.environ.get("BNLAB_SLURM_CLUSTER")
+        folder=str(Path(runs_root).resolve() / ".submitit"),
+        cluster=cluster or os.environ.get("BNLAB_SLURM_CLUSTER"),
     )
     params: dict[str, Any] = {"timeout_min": int(os.environ.get("BNLAB_SLURM_TIME_MIN", "1440"))}
     if executor.cluster == "slurm":
@@ -68,13 +59,8 @@ def run_slurm(
         _job,
         [c.model_dump(mode="json") for c, _ in todo],
         [str(d) for _, d in todo],
-        [retry_failed] * len(todo),
+        [sweep.get("retry_failed", False)] * len(todo),
     )
     for job, (_, d) in zip(jobs, todo):
-        try:
-            state = job.result()
-        except Exception as e:  # noqa: BLE001 - a job that failed is recorded; the sweep goes on
-            mark_failed(d, f"slurm job failed: {type(e).__name__}: {e}")
-            state = "failed"
-        res.record(d.name, state, ran=True, on_done=on_done)
+        res.record_executed(d, job.result, "slurm job failed")
     return res
