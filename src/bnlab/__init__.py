@@ -11,8 +11,7 @@ Public entry points (imported lazily, so `import bnlab` is cheap and has no side
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from bnlab.registry import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -41,11 +40,4 @@ _SUBPACKAGES = {
     "monitor",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"bnlab.{name}")
-    raise AttributeError(f"module 'bnlab' has no attribute {name!r}")
+__getattr__ = lazy_getattr("bnlab", _LAZY, _SUBPACKAGES)

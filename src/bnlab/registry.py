@@ -6,8 +6,9 @@ the valid choices; `names()` lists them in registration order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+import importlib
+from collections.abc import Callable, Collection
+from typing import Any, Generic, TypeVar
 
 from bnlab.errors import UserError
 
@@ -47,3 +48,20 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def lazy_getattr(
+    package: str, names: dict[str, tuple[str, str]], subpackages: Collection[str] = ()
+) -> Callable[[str], Any]:
+    """A package's module-level `__getattr__` (PEP 562): `names[name] = (module, attribute)` and the
+    `subpackages` are imported on first use, so importing the package stays cheap."""
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            module, attr = names[name]
+            return getattr(importlib.import_module(module), attr)
+        if name in subpackages:
+            return importlib.import_module(f"{package}.{name}")
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__

@@ -5,9 +5,7 @@ numpy/scipy only at import; `jacobian_spectrum` (torch) and `run_task` are impor
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from bnlab.registry import lazy_getattr
 from bnlab.rmt.products import (
     DISTRIBUTIONS,
     GradedProduct,
@@ -57,9 +55,4 @@ __all__ = [
     *_LAZY,
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'bnlab.rmt' has no attribute {name!r}")
+__getattr__ = lazy_getattr("bnlab.rmt", _LAZY)

@@ -7,7 +7,7 @@ Shared by the sweep task (`bnlab.tasks.rmt_task.run_task`) and the CLI (`bnlab r
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -70,6 +70,19 @@ def spectra(
     return ProbeResult.from_rows(rows, arrays, norm_stats="none")
 
 
+def _products(
+    probe: str, dists: Sequence[str], seeds: Sequence[int], **keys: int
+) -> Iterator[tuple[str, bool, int, dict]]:
+    """(dist, normalize, seed, row key) for the plain and the BN-normalized product of each distribution
+    and seed (orthogonal factors: the plain product only)."""
+    for dist in dists:
+        for normalize in (False, True) if dist != "orthogonal" else (False,):
+            product = "normalized" if normalize else "plain"
+            for seed in seeds:
+                key = dict(probe=probe, layer=product, dist=dist, product=product, seed=int(seed), **keys)
+                yield dist, normalize, int(seed), key
+
+
 def lyapunov(
     n: int = 64, depth: int = 4000, seeds: Sequence[int] = range(5), dists: Sequence[str] = ("gaussian",)
 ) -> ProbeResult:
@@ -82,34 +95,22 @@ def lyapunov(
     th, se = lyapunov_closed_form(n), lyapunov_closed_form_se(n, depth)
     rows: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
-    for dist in dists:
-        for normalize in (False, True) if dist != "orthogonal" else (False,):
-            product = "normalized" if normalize else "plain"
-            for seed in seeds:
-                lam = lyapunov_exponents(n, depth, dist, int(seed), normalize=normalize)
-                key = dict(
-                    probe="rmt_lyapunov",
-                    layer=product,
-                    dist=dist,
-                    product=product,
-                    seed=int(seed),
-                    n=n,
-                    depth=depth,
+    for dist, normalize, seed, key in _products("rmt_lyapunov", dists, seeds, n=n, depth=depth):
+        lam = lyapunov_exponents(n, depth, dist, seed, normalize=normalize)
+        for k in range(n):
+            rows.append(
+                dict(
+                    key,
+                    metric="lambda",
+                    value=lam[k],
+                    k=k + 1,
+                    closed_form=th[k],
+                    se=se[k],
+                    z=(lam[k] - th[k]) / se[k],
                 )
-                for k in range(n):
-                    rows.append(
-                        dict(
-                            key,
-                            metric="lambda",
-                            value=lam[k],
-                            k=k + 1,
-                            closed_form=th[k],
-                            se=se[k],
-                            z=(lam[k] - th[k]) / se[k],
-                        )
-                    )
-                rows.append(dict(key, metric="slope", value=lam[0] - lam[-1], closed_form=th[0] - th[-1]))
-                arrays[f"{dist}/{product}/seed{seed}"] = lam
+            )
+        rows.append(dict(key, metric="slope", value=lam[0] - lam[-1], closed_form=th[0] - th[-1]))
+        arrays[f"{dist}/{key['product']}/seed{seed}"] = lam
     return ProbeResult.from_rows(rows, arrays, norm_stats="none")
 
 
@@ -131,27 +132,19 @@ def condition(
     th = lyapunov_closed_form(n)
     rows: list[dict] = []
     ds = np.arange(1, depth + 1)
-    for dist in dists:
-        for normalize in (False, True) if dist != "orthogonal" else (False,):
-            product = "normalized" if normalize else "plain"
-            for seed in seeds:
-                key = dict(
-                    probe="rmt_condition", layer=product, dist=dist, product=product, seed=int(seed), n=n
-                )
-                ex = log_condition_number(n, depth, dist, int(seed), exact=True, normalize=normalize)
-                nv = naive_log_condition_number(n, depth, dist, int(seed), normalize=normalize)
-                lam = lyapunov_exponents(n, max(lyapunov_depth, depth), dist, int(seed), normalize=normalize)
-                ly = ds * (lam[0] - lam[-1])
-                curves = {"exact": ex, "naive": nv, "lyapunov": ly}
-                if dist == "gaussian" and not normalize:
-                    curves["closed_form"] = ds * (th[0] - th[-1])
-                for method, vals in curves.items():
-                    for d, v in zip(ds, vals):
-                        rows.append(dict(key, metric="ln_kappa", value=v, method=method, depth=int(d)))
-                off = np.nonzero(np.abs(nv - ex) > 0.01 * np.maximum(np.abs(ex), 1.0))[0]
-                rows.append(
-                    dict(key, metric="naive_departure", value=float(ds[off[0]]) if off.size else np.nan)
-                )
+    for dist, normalize, seed, key in _products("rmt_condition", dists, seeds, n=n):
+        ex = log_condition_number(n, depth, dist, seed, exact=True, normalize=normalize)
+        nv = naive_log_condition_number(n, depth, dist, seed, normalize=normalize)
+        lam = lyapunov_exponents(n, max(lyapunov_depth, depth), dist, seed, normalize=normalize)
+        ly = ds * (lam[0] - lam[-1])
+        curves = {"exact": ex, "naive": nv, "lyapunov": ly}
+        if dist == "gaussian" and not normalize:
+            curves["closed_form"] = ds * (th[0] - th[-1])
+        for method, vals in curves.items():
+            for d, v in zip(ds, vals):
+                rows.append(dict(key, metric="ln_kappa", value=v, method=method, depth=int(d)))
+        off = np.nonzero(np.abs(nv - ex) > 0.01 * np.maximum(np.abs(ex), 1.0))[0]
+        rows.append(dict(key, metric="naive_departure", value=float(ds[off[0]]) if off.size else np.nan))
     return ProbeResult.from_rows(rows, norm_stats="none")
 
 
