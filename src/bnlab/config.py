@@ -173,9 +173,12 @@ class TrainConfig(_Strict):
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False  # bf16 autocast on CUDA (fp32 master weights and BN statistics)
     channels_last: bool = False
-    compile: bool = False  # torch.compile the model (CUDA; state dicts stay those of the plain module)
-    # steps between host reads (for CUDA) of the losses (divergence still reported at its exact step)
-    sync_every: int = 1
+    # torch.compile the model on CUDA (ignored on CPU): false, true (= "default") or a torch.compile mode:
+    # reduce-overhead (CUDA graphs), max-autotune, max-autotune-no-cudagraphs; off until measured on a GPU
+    compile: bool | str = False
+    # steps between host reads of the losses (divergence still reported at its exact step); None: every
+    # step on CPU (a read costs nothing there), every 50 on CUDA (no per-step host sync)
+    sync_every: int | None = None
     checkpoint_every: float = 1.0  # epochs; also at least every checkpoint_minutes
     checkpoint_minutes: float = 5.0
     keep_checkpoints: int = 2
@@ -214,6 +217,9 @@ HASH_EXCLUDE = {
     ("train", "tensorboard"),
     ("executor",),
 }
+# Fields that only observe a run but were hashed before that was known: hashed as the value every earlier
+# run had, whatever they are set to, so earlier ids stay valid (sync_every: results tested identical).
+HASH_AS = {("train", "sync_every"): 1}
 
 
 _one_sentence = checks.one_sentence  # a ValidationError as one sentence (bnlab.models uses it too)
@@ -318,6 +324,8 @@ def canonical(cfg: Config) -> dict[str, Any]:
         for p in path[:-1]:
             node = node.get(p, {})
         node.pop(path[-1], None)
+    for path, value in HASH_AS.items():
+        d[path[0]][path[1]] = value
     return d
 
 

@@ -27,6 +27,8 @@ MAX_SYNTHETIC = 100_000  # synthetic images per split: 1.2 GB of float32 32x32x3
 MAX_STEPS = 10**9
 MAX_EPOCHS = 10**6
 MAX_PROBE_BATCHES = 10_000
+# torch.compile modes train.compile accepts besides true/false (reduce-overhead: CUDA graphs)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SEED_LIMIT = 2**63  # torch.manual_seed takes a signed 64-bit integer
 MAX_THREADS = 1024
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
@@ -121,7 +123,12 @@ def check_train(t: Any) -> None:
         if t.epochs < 0:
             raise ValueError("train.epochs must be >= 0")
         at_most(t.epochs, MAX_EPOCHS, "train.epochs", "a run this long never finishes")
-    at_least(t.sync_every, 1, "train.sync_every")
+    if t.sync_every is not None:
+        at_least(t.sync_every, 1, "train.sync_every")
+    if isinstance(t.compile, str) and t.compile not in COMPILE_MODES:
+        raise ValueError(
+            f"train.compile must be true, false or one of {', '.join(COMPILE_MODES)}, got {t.compile!r}"
+        )
     for name in ("eval_every", "checkpoint_every", "checkpoint_minutes"):
         v = getattr(t, name)
         finite(v, f"train.{name}")

@@ -29,6 +29,7 @@ from bnlab.store.files import atomic_write_json, atomic_write_text
 from bnlab.store.rundir import RunDir, environment
 from bnlab.training.divergence import DivergenceCheck
 from bnlab.training.evaluate import evaluate_splits
+from bnlab.training.fast_path import compiled_forward, host_read_every, mark_step
 from bnlab.training.meter import TrainMeter
 from bnlab.training.observers import Observer, RunContext, observers_for
 from bnlab.training.optim import make_optimizer
@@ -141,12 +142,13 @@ def run(
     for o in obs:
         o.start(ctx)
 
-    # With sync_every > 1 (meant for CUDA) the losses stay on the device and are read every `sync_every` steps
-    # (and before any evaluation, checkpoint or observer action), so the GPU never waits for the host; the
-    # first diverging step is still found exactly from the buffered losses (tested on CPU). An observer
-    # that must see each loss before its update (the diverging-step snapshot) makes the run read every step.
-    sync_every = 1 if any(o.needs_sync for o in obs) else tcfg.sync_every
-    fwd = torch.compile(model) if tcfg.compile and device.type == "cuda" else model
+    # Reading every `sync_every` steps (default: 50 on CUDA, 1 on CPU; bnlab.training.fast_path), the losses
+    # stay on the device in between (and are read before any evaluation, checkpoint or observer action), so
+    # the GPU never waits for the host; the first diverging step is still found exactly from the buffered
+    # losses (tested on CPU). An observer that must see each loss before its update (the diverging-step
+    # snapshot) makes the run read every step.
+    sync_every = host_read_every(tcfg.sync_every, device, obs)
+    fwd = compiled_forward(model, tcfg.compile, device)
     t0 = time.perf_counter()
     last_ckpt_time = time.monotonic()
     bar = Progress(total, enabled=progress, start=step, description=rd.path.name, log_every=tcfg.log_every)
@@ -216,13 +218,15 @@ def run(
             if tcfg.channels_last and device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             model.train()
+            mark_step(tcfg.compile, device)
             with torch.autocast(
                 device.type, dtype=torch.bfloat16, enabled=tcfg.amp and device.type == "cuda"
             ):
                 out = fwd(x)
                 loss = loss_fn(out.float(), y)
             meter.buffer(step, loss.detach())
-            if sync_every == 1:  # read now: a diverging loss stops the run before its update
+            # read now: a diverging loss stops the run before its update (and before an observer acts on it)
+            if sync_every == 1 or any(o.due(step) for o in obs):
                 fired = read_losses()
                 if fired is not None:
                     return diverged(*fired)

@@ -149,6 +149,9 @@ class LayerStats(Observer):
     def __init__(self, every: int) -> None:
         self.every = every
 
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
     def after_backward(self, step: int, lr: float) -> None:
         if step % self.every == 0:
             from bnlab.probes.context import ProbeContext
