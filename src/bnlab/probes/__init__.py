@@ -30,8 +30,10 @@ from bnlab.probes.norm_stats import NORM_STATS, NormStats, unwrap_model
 from bnlab.probes.output_bias import output_bias
 from bnlab.probes.per_example import per_example_gradients
 from bnlab.probes.registry import PROBE_KIND, PROBES, register_probe
+from bnlab.probes.representation_rank import representation_rank
 from bnlab.probes.result import ProbeResult
 from bnlab.probes.sgd_noise import sgd_noise
+from bnlab.probes.signal_propagation import signal_propagation
 from bnlab.probes.step_size_scan import step_size_scan
 from bnlab.probes.weight_grad_norms import weight_grad_norms
 
@@ -56,7 +58,9 @@ __all__ = [
     "output_bias",
     "per_example_gradients",
     "register_probe",
+    "representation_rank",
     "sgd_noise",
+    "signal_propagation",
     "step_size_scan",
     "unwrap_model",
     "weight_grad_norms",
