@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,17 @@ MODES: tuple[str, ...] = NORM_STATS
 FAST_TYPES = (nn.Conv2d, nn.Linear, _BatchNorm)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One call's model, minibatch, loss and selected parameters, as each mode's path needs them."""
+
+    model: nn.Module
+    inputs: Tensor
+    targets: Tensor
+    loss_fn: LossFn | None
+    named: dict[str, nn.Parameter]
+
+
 def per_example_gradients(
     model: nn.Module,
     inputs: Tensor,
@@ -62,16 +74,16 @@ def per_example_gradients(
     """
     mode = resolve_norm_stats(mode, "per-example mode")  # type: ignore[assignment]
     model = unwrap_model(model)
-    named = _select_params(model, params)
+    req = _Request(model, inputs, targets, loss_fn, _select_params(model, params))
     with guard(model):
         if mode == "batch":
             with norm_stats_mode(model, "batch"):
-                return _coupled(model, inputs, targets, loss_fn, named, chunk)
+                return _coupled(req, chunk)
         if mode == "running":
             with norm_stats_mode(model, "running"):  # eval mode; warns when a BN never saw a batch
-                return _decoupled(model, inputs, targets, loss_fn, named, frozen=False)
+                return _decoupled(req, frozen=False)
         model.eval()  # frozen: eval flags; frozen_batch_stats supplies the statistics for one forward
-        return _decoupled(model, inputs, targets, loss_fn, named, frozen=True)
+        return _decoupled(req, frozen=True)
 
 
 def _select_params(model: nn.Module, params: Iterable[str | nn.Parameter] | None) -> dict[str, nn.Parameter]:
@@ -92,16 +104,10 @@ def _select_params(model: nn.Module, params: Iterable[str | nn.Parameter] | None
     return out
 
 
-def _coupled(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    loss_fn: LossFn | None,
-    named: dict[str, nn.Parameter],
-    chunk: int,
-) -> dict[str, Tensor]:
+def _coupled(req: _Request, chunk: int) -> dict[str, Tensor]:
+    named = req.named
     names, plist = list(named), list(named.values())
-    losses = per_example_losses(model(inputs), targets, loss_fn)
+    losses = per_example_losses(req.model(req.inputs), req.targets, req.loss_fn)
     b = losses.shape[0]
     out = {n: torch.zeros((b, *p.shape), dtype=p.dtype, device=p.device) for n, p in named.items()}
     eye = torch.eye(b, dtype=losses.dtype, device=losses.device)
@@ -173,23 +179,17 @@ def _owner(model: nn.Module, named: dict[str, nn.Parameter]) -> dict[str, tuple[
     return owners
 
 
-def _decoupled(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    loss_fn: LossFn | None,
-    named: dict[str, nn.Parameter],
-    frozen: bool,
-) -> dict[str, Tensor]:
+def _decoupled(req: _Request, frozen: bool) -> dict[str, Tensor]:
+    model, inputs, named = req.model, req.inputs, req.named
     owners = _owner(model, named)
     mode = "frozen" if frozen else "running"
     if len(owners) < len(named):
-        return _decoupled_func(model, inputs, targets, loss_fn, named, frozen, mode)
+        return _decoupled_func(req, frozen, mode)
     mods = {mname: m for mname, m, _ in owners.values()}
     with frozen_batch_stats(model) if frozen else nullcontext():
         cap, out = forward_captured(model, inputs, list(mods.items()))
     _check_decoupled(model, inputs, out, mode)
-    losses = per_example_losses(out, targets, loss_fn)
+    losses = per_example_losses(out, req.targets, req.loss_fn)
     # Σ_i ℓ_i: examples are independent here, so ∂(Σℓ)/∂O_b = ∂ℓ_b/∂O_b for every layer output O
     order = [n for n in mods if cap.outputs[n].requires_grad]
     gouts = torch.autograd.grad(losses.sum(), [cap.outputs[n] for n in order], allow_unused=True)
@@ -227,22 +227,16 @@ def _contract(m: nn.Module, attr: str, x: Tensor, g: Tensor) -> Tensor:
     return prod.sum(dims[1:]) if len(dims) > 1 else prod
 
 
-def _decoupled_func(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    loss_fn: LossFn | None,
-    named: dict[str, nn.Parameter],
-    frozen: bool,
-    mode: str,
-) -> dict[str, Tensor]:
+def _decoupled_func(req: _Request, frozen: bool, mode: str) -> dict[str, Tensor]:
     """torch.func path for parameters owned by other module types: vmap(grad) over examples, norms fixed."""
     from torch.func import functional_call, grad, vmap
+
+    model, inputs, targets, loss_fn = req.model, req.inputs, req.targets, req.loss_fn
 
     with frozen_batch_stats(model) if frozen else nullcontext(), torch.no_grad():
         out = model(inputs)  # frozen: leaves each BN's batch statistics in its buffers (guard restores)
     _check_decoupled(model, inputs, out, mode)
-    detached = {n: p.detach() for n, p in named.items()}
+    detached = {n: p.detach() for n, p in req.named.items()}
 
     def one(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         o = functional_call(model, p, (x.unsqueeze(0),))
