@@ -139,10 +139,11 @@ def bands(runs: RunSet, row: pd.Series, label: str) -> pd.DataFrame:
 def smoothness(runs: RunSet, spec: Spec) -> Figure:
     """E13 / Fig. 4: loss band and gradient-change band over the step sizes, and effective β, vs step."""
     need_runs(runs, "smoothness")
-    names = {"bn": "BN", "nobn": "no BN, its max lr", "nobn_same_lr": "no BN, BN's lr"}
+    cap = nobn_max(thresholds(runs))
+    names = {"bn": "BN", "nobn": f"no BN (measured max {cap:.3g})", "nobn_same_lr": "no BN at BN's lr"}
     band, beta = [], []
     for key, row in arms(runs).items():
-        label = f"{names[key]} ({float(row['optim.lr']):g})"
+        label = f"{names[key]}, lr {float(row['optim.lr']):g}"
         if row["state"] == "diverged":
             runs.note(f"{label} diverged at step {row.get('step')}: probed up to then")
         band.append(bands(runs, row, label))
