@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +24,18 @@ from bnlab.errors import UserError
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _Checked(_Strict):
+    """A section whose fields are also checked together, after they validate, by its `_section_check` in
+    config_checks (rules across fields and size limits, each failure one sentence)."""
+
+    _section_check: ClassVar[Callable[[Any], None]]
+
+    @model_validator(mode="after")
+    def _check_section(self) -> _Checked:
+        type(self)._section_check(self)
+        return self
 
 
 def _must(ok: Callable[[Any], bool], message: str) -> AfterValidator:
@@ -45,7 +57,9 @@ class InitConfig(_Strict):
     balanced_output_bias: bool = False  # FC bias set on a calibration batch so mean softmax = 1/K
 
 
-class ModelConfig(_Strict):
+class ModelConfig(_Checked):
+    _section_check = checks.check_model  # 6n+2 and the size limits
+
     name: str = "resnet_cifar"  # resnet_cifar | vgg_cifar | mlp
     # resnet: 6n+2; vgg: number of conv layers (8, 11, 13, 16, 19); mlp: number of linear layers
     depth: Annotated[int, _must(lambda v: v >= 1, "depth must be positive")] = 20
@@ -65,13 +79,10 @@ class ModelConfig(_Strict):
     image_size: int = 32
     init: InitConfig = Field(default_factory=InitConfig)
 
-    @model_validator(mode="after")
-    def _check_architecture(self) -> ModelConfig:
-        checks.check_model(self)  # 6n+2 and the size limits
-        return self
 
+class DataConfig(_Checked):
+    _section_check = checks.check_data
 
-class DataConfig(_Strict):
     name: str = "cifar10"  # cifar10 | cifar100 | synthetic | arrays
     # folder holding cifar-10-batches-py/ (or that folder); else $BNLAB_DATA, ~/.cache/bnlab
     root: str | None = None
@@ -85,11 +96,6 @@ class DataConfig(_Strict):
     synthetic_train: int = 2048  # synthetic only: images in the train split (before the val split)
     synthetic_test: int = 512
 
-    @model_validator(mode="after")
-    def _sizes(self) -> DataConfig:
-        checks.check_data(self)
-        return self
-
 
 class WarmupConfig(_Strict):
     kind: Literal["none", "constant", "linear"] = "none"
@@ -97,7 +103,9 @@ class WarmupConfig(_Strict):
     factor: float = 0.1  # relative to the base lr: He et al.'s 0.01 at lr 0.1 = factor 0.1
 
 
-class OptimConfig(_Strict):
+class OptimConfig(_Checked):
+    _section_check = checks.check_optim
+
     # per 128 examples unless batch_size says otherwise
     lr: Annotated[
         float, _must(lambda v: v > 0 and math.isfinite(v), "lr must be a positive finite number, got {v}")
@@ -120,11 +128,6 @@ class OptimConfig(_Strict):
     warmup: WarmupConfig = Field(default_factory=WarmupConfig)
     grad_clip: float | None = None  # max global gradient norm
 
-    @model_validator(mode="after")
-    def _ranges(self) -> OptimConfig:
-        checks.check_optim(self)
-        return self
-
 
 class DivergenceConfig(_Strict):
     mode: Literal["relative", "absolute"] = "relative"
@@ -132,8 +135,10 @@ class DivergenceConfig(_Strict):
     threshold: Annotated[float, _must(lambda v: v > 0, "divergence threshold must be positive")] = 1e3
 
 
-class ProbeSchedule(_Strict):
+class ProbeSchedule(_Checked):
     """A probe run during training: `every` n steps, `at` listed steps, or `log_spaced` [a, b, k]."""
+
+    _section_check = checks.check_probe
 
     name: str
     every: int | None = None
@@ -142,11 +147,6 @@ class ProbeSchedule(_Strict):
     batches: int = 1  # minibatches handed to the probe (drawn from the train split, fixed per probe)
     batch_size: int | None = None  # default: optim.batch_size
     options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_schedule(self) -> ProbeSchedule:
-        checks.check_probe(self)
-        return self
 
     def steps(self, total: int) -> set[int]:
         """The steps (0 = before the first update) at which this probe runs, within [0, total]."""
@@ -160,7 +160,9 @@ class ProbeSchedule(_Strict):
         return {int(round(x)) for x in np.geomspace(a, b, k) if x <= total}
 
 
-class TrainConfig(_Strict):
+class TrainConfig(_Checked):
+    _section_check = checks.check_train
+
     epochs: float | None = 164  # He et al.'s 64k iterations at batch 128 ~ 164 epochs
     steps: int | None = None  # if set, the budget in optimizer steps (overrides epochs)
     eval_every: float = 1.0  # epochs between evaluations (test, val, train_eval)
@@ -189,11 +191,6 @@ class TrainConfig(_Strict):
     tensorboard: bool = True  # write run_dir/tb/ event files when the `tb` extra (tensorboard) is installed
     # steps between the default layer_stats probe (grad/weight norms, update ratio); 0: off
     layer_stats_every: int = 100
-
-    @model_validator(mode="after")
-    def _budget(self) -> TrainConfig:
-        checks.check_train(self)
-        return self
 
 
 class Config(_Strict):
