@@ -98,6 +98,21 @@ def _forward_blocks(model: nn.Module, inputs: Tensor, mods: list[tuple[str, nn.M
     return mods, cap.outputs
 
 
+def forward_block_outputs(
+    model: nn.Module, inputs: Tensor, modules: Iterable[str | nn.Module] | None, norm_stats: NormStats
+) -> tuple[str, list[tuple[str, Tensor]]]:
+    """The block-output probes' shared step: one guarded no-grad forward in `norm_stats` mode, returning the
+    statistics label and (block name, output) for each block (`modules=`, else the model's
+    `block_outputs()`, else the outermost modules called: `_forward_blocks`). A block the forward did not
+    call is an error naming it."""
+    with guard(model), norm_stats_mode(model, norm_stats) as stats:
+        mods, outputs = _forward_blocks(model, inputs, block_modules(model, modules))
+    for n, _ in mods:
+        if n not in outputs:
+            raise UserError(f"module {n} was not called in the forward pass; pass other modules=")
+    return stats, [(n, outputs[n]) for n, _ in mods]
+
+
 def channel_moments(y: Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Each channel's (dim 1) mean and population std over every other dim (batch, x, y), in float64."""
     c = y.detach().double().transpose(0, 1).reshape(y.shape[1], -1)
@@ -123,14 +138,11 @@ def activation_moments(
     `<layer>/std`); metrics `log10_abs_mean`, `log10_std` averaged over channels and their spread over
     channels (`log10_abs_mean_sd`, `log10_std_sd`, population std). A block's paper layer is the first paper
     layer inside it ("activation at layer L" = output of the block containing L). Forward only."""
-    with guard(model), norm_stats_mode(model, norm_stats) as stats:
-        mods, outputs = _forward_blocks(model, inputs, block_modules(model, modules))
+    stats, blocks = forward_block_outputs(model, inputs, modules, norm_stats)
     paper = paper_layer_map(model)
     rows, arrays = [], {}
-    for n, _ in mods:
-        if n not in outputs:
-            raise UserError(f"module {n} was not called in the forward pass; pass other modules=")
-        mean, std = channel_moments(outputs[n])
+    for n, y in blocks:
+        mean, std = channel_moments(y)
         arrays[f"{n}/mean"], arrays[f"{n}/std"] = mean, std
         with np.errstate(divide="ignore"):
             lm, ls = np.log10(np.abs(mean)), np.log10(std)
