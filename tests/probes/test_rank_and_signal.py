@@ -209,5 +209,10 @@ def test_bad_options_are_one_sentence():
         signal_propagation(nn.Sequential(nn.Flatten(), nn.Linear(192, 3)).double(), x)
     with pytest.raises(UserError, match="skip path"):
         signal_propagation(net, x, y, modules=["stem"])
+    # a skip child under another name: its output is the skip (here the block body, so the branch is the rest)
+    res = signal_propagation(net, x, y, modules=["stages.s1.0"], skip_name="body")
+    out = _outputs(net, ["stages.s1.0.body", "stages.s1.0"], x)
+    skip_var = float(out["stages.s1.0.body"].transpose(0, 1).reshape(4, -1).var(1, correction=0).mean())
+    assert rel(value(res, "stages.s1.0", "skip_variance"), skip_var) < 1e-6
     res = signal_propagation(net, x, y, modules=["stages.s1.0", "stages.s1.1"])
     assert math.isfinite(value(res, "stages.s1.1", "variance"))

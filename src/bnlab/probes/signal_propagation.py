@@ -50,21 +50,21 @@ def _record(block: nn.Module) -> Iterator[dict]:
             h.remove()
 
 
-def residual_parts(name: str, rec: dict) -> tuple[Tensor, Tensor]:
-    """(skip, sum) of one block's call: skip = the output of its `shortcut` child when called, else the
+def residual_parts(name: str, rec: dict, skip_name: str = "shortcut") -> tuple[Tensor, Tensor]:
+    """(skip, sum) of one block's call: skip = the output of its `skip_name` child when called, else the
     block's input (identity); sum = the input of the last-called child when that is an activation (a
     post-activation block: relu(branch + skip)), else the block's output (branch + skip)."""
     if "output" not in rec:
         raise UserError(f"module {name} was not called in the forward pass; pass other modules=")
     x, out = rec["input"], rec["output"]
-    shortcut = [c for c in rec["calls"] if c[0] == "shortcut"]
+    shortcut = [c for c in rec["calls"] if c[0] == skip_name]
     skip = shortcut[-1][3] if shortcut else x
     last = rec["calls"][-1] if rec["calls"] else None
     total = last[2] if last is not None and isinstance(last[1], ACTIVATIONS) else out
     if skip.shape != total.shape:
         raise UserError(
-            f"block {name} changes shape {tuple(x.shape)} -> {tuple(total.shape)} and calls no `shortcut` "
-            "child: its skip path is unknown; pass residual blocks as modules="
+            f"block {name} changes shape {tuple(x.shape)} -> {tuple(total.shape)} and calls no child named "
+            f"{skip_name!r}: its skip path is unknown; name it with skip_name= or pass residual blocks as modules="
         )
     return skip, total
 
@@ -81,16 +81,19 @@ def signal_propagation(
     loss_fn: LossFn | None = None,
     modules: Iterable[str | nn.Module] | None = None,
     norm_stats: NormStats = "batch",
+    skip_name: str = "shortcut",
 ) -> ProbeResult:
     """For each residual block (`modules=`, else the model's `block_outputs()`), from one forward:
     `sq_mean` and `variance` of the residual stream (the block's output): the squared mean and the
     population variance of each channel over (batch, x, y), averaged over channels (Brock et al.'s
     signal propagation plot); `branch_variance` and `skip_variance`: the same average channel variance of
-    the residual branch and of the skip path, where skip = the `shortcut` child's output (identity when
-    there is none) and branch = sum − skip, with sum the block's output or, when the block's last call is
-    an activation module (post-activation: relu(branch + skip)), that activation's input;
-    `branch_skip_ratio` = branch_variance / skip_variance (NaN for a zero skip). A block whose add is
-    followed by a functional (not module) activation is read at its output. Forward only."""
+    the residual branch and of the skip path, where skip = the output of the block's child named
+    `skip_name` (default `shortcut`; identity when there is none or it is not called) and branch =
+    sum − skip, with sum the block's output or, when the block's last call is an activation module
+    (post-activation: relu(branch + skip)), that activation's input; `branch_skip_ratio` =
+    branch_variance / skip_variance (NaN for a zero skip). A block whose add is followed by a functional
+    (not module) activation is read at its output (its "branch" then includes the activation's effect).
+    Forward only."""
     with guard(model), norm_stats_mode(model, norm_stats) as stats:
         mods = block_modules(model, modules)
         if not mods:
@@ -105,7 +108,7 @@ def signal_propagation(
     paper = paper_layer_map(model)
     rows = []
     for n, _ in mods:
-        skip, total = residual_parts(n, recs[n])
+        skip, total = residual_parts(n, recs[n], skip_name)
         sq_mean, var = channel_stats(recs[n]["output"])
         branch_var, skip_var = channel_stats(total.double() - skip.double())[1], channel_stats(skip)[1]
         values = {
