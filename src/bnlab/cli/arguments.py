@@ -40,6 +40,12 @@ def add_experiments_argument(parser: argparse.ArgumentParser) -> None:
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"])
     p.add_argument("--address", default=None, help="ray: cluster address (auto joins a running cluster)")
+    p.add_argument(
+        "--workers-per-device",
+        type=int,
+        default=1,
+        help="local: runs in flight per GPU (or on the CPU), each in its own process (default 1)",
+    )
 
 
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -50,6 +56,7 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
         "overrides": args.overrides,
         "executor": args.executor,
         "address": args.address,
+        "workers_per_device": args.workers_per_device,
         "retry_failed": args.retry_failed,
         "force": args.force,
         "dry_run": args.dry_run,

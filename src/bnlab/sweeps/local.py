@@ -1,4 +1,5 @@
-"""The local executor: runs in this process, one after another, skipping finished runs.
+"""The local executor: runs in this process, one after another, skipping finished runs; or in several
+worker processes (one per GPU, `workers_per_device` per GPU, or that many on a CPU machine).
 
 Concurrent sweeps on one runs root split the work through a lock per run directory: a run locked by
 another live process is skipped and revisited at the end (waiting for that process), so every sweep
@@ -150,42 +151,54 @@ def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -
         lock.release()
 
 
-def local_workers() -> int:
-    """One worker per visible GPU when there are several (BNLAB_LOCAL_WORKERS overrides, e.g. for tests)."""
+def worker_devices(per_device: int = 1) -> list[str | None]:
+    """The GPU each local worker process is pinned to (its CUDA_VISIBLE_DEVICES; None: not pinned):
+    `per_device` workers per visible GPU when there are several GPUs or `per_device` > 1 (small nets leave
+    most of a GPU idle, so several runs share one); on a machine without a GPU, `per_device` CPU workers.
+    BNLAB_LOCAL_WORKERS=N overrides: N unpinned workers (tests)."""
+    if per_device < 1:
+        raise UserError(f"--workers-per-device must be >= 1, got {per_device}")
     env = os.environ.get("BNLAB_LOCAL_WORKERS")
     if env:
-        return max(1, int(env))
+        return [None] * max(1, int(env))
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.device_count() > 1 else 1
+    gpus = torch.cuda.device_count()
+    if gpus == 0 or (gpus == 1 and per_device == 1):
+        return [None] * per_device
+    return [str(g) for g in range(gpus) for _ in range(per_device)]
 
 
-def _worker(index: int, configs_json: list[dict], root: str, retry_failed: bool) -> dict[str, str]:
-    """A worker process pinned to GPU `index`: runs the same list; the per-run locks split the work."""
-    if os.environ.get("BNLAB_LOCAL_WORKERS") is None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(index)  # before CUDA is initialized in this process
+def _worker(pin: str | None, n_workers: int, configs_json: list[dict], root: str, retry_failed: bool) -> None:
+    """A worker process (pinned to GPU `pin` if given): runs the same list; the per-run locks split the work."""
+    if pin is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = pin  # before CUDA is initialized in this process
+    import torch
+
+    if not torch.cuda.is_available():  # CPU workers share the cores rather than each taking all of them
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // n_workers))
     from bnlab.config import validate
 
-    return run_local([validate(c) for c in configs_json], root, retry_failed=retry_failed, workers=1).states
+    run_local([validate(c) for c in configs_json], root, retry_failed=retry_failed, workers=[None])
 
 
 def _run_parallel(
     configs: list[Config],
     root: Path,
-    workers: int,
+    workers: list[str | None],
     *,
     retry_failed: bool,
     force: bool,
     on_done: Callable[[str, str], None] | None,
     tags: list[list[str]] | None,
 ) -> SweepResult:
-    """`workers` spawned processes (one per GPU) over the same runs; the parent reports what finished."""
+    """One spawned process per entry of `workers` over the same runs; the parent reports what finished."""
     import multiprocessing as mp
 
     runs = prepare(configs, root, force=force, retry_failed=retry_failed, tags=tags)
     payload = [c.model_dump(mode="json") for c in configs]
-    with mp.get_context("spawn").Pool(workers) as pool:
-        pool.starmap(_worker, [(i, payload, str(root), retry_failed) for i in range(workers)])
+    with mp.get_context("spawn").Pool(len(workers)) as pool:
+        pool.starmap(_worker, [(pin, len(workers), payload, str(root), retry_failed) for pin in workers])
     res = SweepResult(on_done=on_done)
     for _, d, done_before in runs:
         res.record(d.name, RunDir(d).state(), ran=not done_before)
@@ -202,11 +215,16 @@ def run_local(
     progress_runs: bool = False,
     tags: list[list[str]] | None = None,
     wait_s: float = 1.0,
-    workers: int | None = None,
+    workers_per_device: int = 1,
+    workers: int | list[str | None] | None = None,
 ) -> SweepResult:
+    """Run the configs' runs here; with several workers (`worker_devices(workers_per_device)`, or `workers`:
+    a count of unpinned workers, or the GPU each is pinned to) in that many spawned processes."""
     root = Path(runs_root)
-    workers = local_workers() if workers is None else workers
-    if workers > 1:
+    workers = worker_devices(workers_per_device) if workers is None else workers
+    if isinstance(workers, int):
+        workers = [None] * workers
+    if len(workers) > 1:
         return _run_parallel(
             configs, root, workers, retry_failed=retry_failed, force=force, on_done=on_done, tags=tags
         )

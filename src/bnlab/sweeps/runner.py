@@ -79,6 +79,7 @@ def run_specs(
     overrides: list[str] | None = None,
     executor: str = "local",
     address: str | None = None,
+    workers_per_device: int = 1,
     retry_failed: bool = False,
     force: bool = False,
     dry_run: bool = False,
@@ -87,6 +88,8 @@ def run_specs(
     from bnlab.sweeps import get_executor
 
     root = Path(runs_root)
+    if workers_per_device != 1 and executor != "local":
+        raise UserError("--workers-per-device is for the local executor only")
     pairs = expand(specs, profile, overrides)
     console = Console(stderr=True)
     text, _, estimates = plan(pairs, profile, root, measure=measure)
@@ -135,6 +138,7 @@ def run_specs(
             on_done=on_done,
             tags=[tags[r] for r in ordered],
             address=address,
+            **({"workers_per_device": workers_per_device} if executor == "local" else {}),
         )
     states: dict[str, int] = {}
     for st in result.states.values():
