@@ -76,7 +76,10 @@ def _layers(runs: RunSet) -> pd.DataFrame:
         return pd.DataFrame()
     w = w.reset_index()
     cfg = r.set_index("run_id")
-    labels = dict(zip(r["run_id"], runs.labels(r, exclude=["train.seed"])))
+    labels = {
+        rid: f"{'no BN' if c['model.norm'] == 'none' else 'BN'}, width {c['model.hidden']}, B {c['optim.batch_size']}"
+        for rid, c in cfg.iterrows()
+    }
     out = pd.DataFrame(
         {
             "run_id": w["run_id"],
