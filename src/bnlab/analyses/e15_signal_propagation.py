@@ -141,7 +141,7 @@ def signal_propagation_plot(runs: RunSet, spec: Spec) -> Figure:
         s,
         panels,
         rows=rows,
-        suptitle="E15: signal propagation at initialization (CIFAR ResNet, one minibatch per point)",
+        suptitle="E15: signal propagation plot at initialization (CIFAR ResNet)",
         xlabel="residual block (from the input)",
         note="mean ± SE over seeds; a stage's first block changes the width (shortcut A: zero channels)",
     )

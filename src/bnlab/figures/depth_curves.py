@@ -72,5 +72,5 @@ def depth_curves(
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     if note:
-        fig.text(0.5, 0.0, note, ha="center", va="bottom", fontsize=7, color="0.3")
+        fig.supxlabel(note, fontsize=7, color="0.3")
     return fig
