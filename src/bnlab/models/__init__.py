@@ -23,6 +23,7 @@ MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model")
 
 
 def _register() -> None:
+    from bnlab.models.cnn import SmallCNN
     from bnlab.models.mlp import MLP
     from bnlab.models.resnet import ResNetCifar
     from bnlab.models.vgg import VGGCifar
@@ -30,6 +31,7 @@ def _register() -> None:
     MODELS.register("resnet_cifar")(ResNetCifar)
     MODELS.register("vgg_cifar")(VGGCifar)
     MODELS.register("mlp")(MLP)
+    MODELS.register("cnn_cifar")(SmallCNN)
 
 
 _register()
