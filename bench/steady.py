@@ -21,25 +21,27 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=110)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--images", type=int, default=50000, help="synthetic train images (CIFAR's 50,000)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
     base = [
         f"model.depth={a.depth}",
         "data.name=synthetic",
-        "data.synthetic_train=50000",
+        f"data.synthetic_train={a.images}",
         "data.val_size=0",
         f"optim.batch_size={a.batch}",
         "train.evaluate=false",
         "train.checkpoint_every=1000000",
     ]
     if cuda:
-        base += ["train.amp=true", "train.channels_last=true", "train.sync_every=50"]
+        base += ["train.amp=true", "train.channels_last=true"]  # the default sync_every reads every 50 steps
     # calibrate the step count from a short run, then run for >= the requested seconds
     with tempfile.TemporaryDirectory() as tmp:
-        run(resolve(None, base + ["train.steps=30"]), Path(tmp) / "cal", progress=False)
+        cal = min(30, max(3, int(a.seconds)))  # calibration steps (a dry run asks for ~1 s)
+        run(resolve(None, base + [f"train.steps={cal}"]), Path(tmp) / "cal", progress=False)
         ips = read_json(Path(tmp) / "cal" / "summary.json")["img_per_s"]
-        steps = max(50, int(a.seconds * ips / a.batch))
+        steps = max(cal, int(a.seconds * ips / a.batch))
         t = time.perf_counter()
         run(resolve(None, base + [f"train.steps={steps}"]), Path(tmp) / "run", progress=False)
         wall = time.perf_counter() - t

@@ -79,6 +79,7 @@ def flops_per_image(model_cfg: dict, batch: int, device: torch.device) -> float:
 
 
 CLOCK = {"kind": "cpu"}  # set from --clock
+COMPILE: dict[str, str | None] = {"mode": None}  # set from --compile (CUDA only, as in the trainer)
 
 
 def clock(device: torch.device) -> float:
@@ -122,6 +123,7 @@ def _time_bnlab(
             f"train.device={device}",
             f"train.amp={str(amp).lower()}",
             f"train.channels_last={str(channels_last).lower()}",
+            *([f"train.compile={COMPILE['mode']}"] if COMPILE["mode"] else []),
         ],
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,13 +154,18 @@ def bench_bare(
         fused=True if device.type == "cuda" else None,
     )
     model.train()
+    from bnlab.training.fast_path import compiled_forward, mark_step
+
+    mode = COMPILE["mode"] or False
+    fwd = compiled_forward(model, mode, device)  # the trainer's own wrapper: CUDA only
 
     def step(i: int) -> None:
+        mark_step(mode, device)
         x, y = dd.train_batch(i, batch, seed=0, augment=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            loss = F.cross_entropy(model(x).float(), y)
+            loss = F.cross_entropy(fwd(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -243,6 +250,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--skip-usual", action="store_true")
     ap.add_argument(
+        "--compile",
+        default=None,
+        help="torch.compile mode for (a) (train.compile) and (b) on CUDA, e.g. reduce-overhead (CUDA graphs)",
+    )
+    ap.add_argument(
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
@@ -256,6 +268,7 @@ def main() -> int:
     if args.repeats < 5:
         ap.error("--repeats must be >= 5 (the ratio is a median with its spread)")
     CLOCK["kind"] = args.clock
+    COMPILE["mode"] = args.compile
     device = torch.device(
         "cuda"
         if args.device == "auto" and torch.cuda.is_available()
@@ -307,6 +320,7 @@ def main() -> int:
             "fraction_of_matmul_rate": round(a * fpi / rate, 4),
             "amp": args.amp,
             "channels_last": args.channels_last,
+            "compile": args.compile,
         }
         results.append(row)
         print(
