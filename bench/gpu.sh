@@ -37,8 +37,8 @@ section() {
 }
 
 if [ "$DRY" = 1 ]; then
-  # tiny sizes on the CPU; per-section boxes sum to 170 s
-  ENV_S=15 CHECK_S=45 TRAIN_S=40 COMPILE_S=20 CONC_S=25 STEADY_S=15 EST_S=10
+  # tiny sizes on the CPU; per-section boxes sum to 180 s
+  ENV_S=10 CHECK_S=60 TRAIN_S=45 COMPILE_S=20 CONC_S=25 STEADY_S=10 EST_S=10
   TRAIN=(--depths 8 --batch 16 --steps 4 --repeats 5 --workers 1 --device cpu --clock cpu)
   COMPILE=(--depths 8 --batch 16 --steps 4 --repeats 5 --skip-usual --device cpu --clock cpu --compile reduce-overhead)
   CONC=(--depth 8 --batch 16 --steps 4 --counts 1 2 --device cpu)
