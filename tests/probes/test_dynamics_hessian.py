@@ -47,14 +47,15 @@ def dense_hessian_eigs(model: nn.Module, batches: list) -> np.ndarray:
     return np.linalg.eigvalsh(h.numpy())
 
 
+@pytest.mark.parametrize("method", ["lanczos", "lanczos_reorth"])
 @pytest.mark.parametrize("n_batches", [1, 2])
-def test_lanczos_matches_dense_hessian(n_batches: int) -> None:
+def test_lanczos_matches_dense_hessian(n_batches: int, method: str) -> None:
     model = tiny_bn_net()
     batches = [data(s) for s in range(n_batches)]
     eigs = dense_hessian_eigs(model, batches)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     res = hessian_top_eig(
-        model, batches, ctx=ProbeContext(optimizer=opt, lr=0.1), n_batches=n_batches, tol=1e-10
+        model, batches, ctx=ProbeContext(optimizer=opt, lr=0.1), n_batches=n_batches, tol=1e-10, method=method
     )
     v = dict(zip(res.table.metric, res.table.value))
     assert v["lambda_max"] == pytest.approx(eigs[-1], rel=1e-8)
@@ -104,7 +105,7 @@ def test_stability_limit_matches_torch_sgd_on_a_quadratic(beta: float, nesterov:
     assert final(1.02 * limit / lam) > 1e3
 
 
-@pytest.mark.parametrize("method", ["power", "lanczos"])
+@pytest.mark.parametrize("method", ["power", "lanczos", "lanczos_reorth"])
 @pytest.mark.parametrize("tol", [1e-3, 1e-4, 1e-6])
 def test_converged_means_an_eigenvalue_within_tol(method: str, tol: float) -> None:
     """converged = 1 is a residual test: the exact float64 Hessian has an eigenvalue within tol·|λ|; and
@@ -114,7 +115,7 @@ def test_converged_means_an_eigenvalue_within_tol(method: str, tol: float) -> No
     for iters in (5, 40, 400, 4000):
         res = hessian_top_eig(model, [data(0)], method=method, iters=iters, tol=tol)
         lam, conv, calls = (res.value(m) for m in ("lambda_max", "converged", "hvp_calls"))
-        if method == "power":
+        if method != "lanczos":
             assert calls <= iters
         if conv == 1.0:
             assert np.min(np.abs(eigs - lam)) <= tol * abs(lam) * (1 + 1e-9), (iters, lam)

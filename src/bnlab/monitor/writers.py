@@ -12,6 +12,7 @@ and `close()`. The run directory is always written; TensorBoard (the `tb` extra)
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +22,8 @@ import pandas as pd
 
 from bnlab.errors import UserError
 from bnlab.probes.result import ProbeResult
-from bnlab.store.rundir import RunDir, write_probe
+from bnlab.store.files import atomic_write_bytes
+from bnlab.store.rundir import RunDir, step_key, write_probe
 
 KEY_SKIP = {"probe", "layer", "paper_layer", "metric", "value", "step"}
 
@@ -65,11 +67,24 @@ def layer_histograms(result: ProbeResult) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 class RunDirWriter:
+    """probes/<name>.jsonl rows through store.write_probe; probes/<name>.npz rewritten atomically from the
+    arrays this writer already holds (a monitor never reuses a run directory, so the file holds nothing
+    else), instead of reading the whole file back at every measured step as write_probe does."""
+
     def __init__(self, run_dir: Path) -> None:
         self.rd = RunDir(run_dir)
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def probe(self, step: int, name: str, result: ProbeResult) -> None:
-        write_probe(self.rd.path, name, result, step=step)
+        write_probe(self.rd.path, name, ProbeResult(result.table, {}, result.attrs), step=step)
+        if not result.arrays:
+            return
+        held = self.arrays.setdefault(name, {})
+        for k, v in result.arrays.items():
+            held[step_key(step, k)] = np.asarray(v)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **held)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+        atomic_write_bytes(self.rd.path / "probes" / f"{name}.npz", buf.getvalue())
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         self.rd.append_metric({"step": int(step), "epoch": None, "split": "train", "acc": None, **values})

@@ -153,8 +153,13 @@ def dumps_line(obj: Any) -> str:
 
 def append_line(path: str | Path, obj: Any, point: str = "append_line") -> None:
     """Append one JSON line with a single write() + fsync (`point`: the fault-injection name of the call)."""
+    append_lines(path, [obj], point)
+
+
+def append_lines(path: str | Path, objs: list[Any], point: str = "append_line") -> None:
+    """Append JSON lines with a single write() + one fsync (`point`: the fault-injection name of the call)."""
     path = Path(path)
-    data = (dumps_line(obj) + "\n").encode("utf-8")
+    data = "".join(dumps_line(obj) + "\n" for obj in objs).encode("utf-8")
     fault_point(point)
     # O_NOFOLLOW: a line never lands in a file outside the run directory through a symlink
     try:

@@ -22,6 +22,7 @@ import numpy as np
 from bnlab.store.files import (
     LinkError,
     append_line,
+    append_lines,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -263,8 +264,7 @@ def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
         kept = [r for r in old if r.get("step") != step]
         atomic_write_text(jl, "".join(dumps_line(r) + "\n" for r in kept + rows))
     else:
-        for r in rows:
-            append_line(jl, r, point="probe_append")
+        append_lines(jl, rows, point="probe_append")  # one write + one fsync for the step's rows
     if result.arrays:
         npz = rd / f"{name}.npz"
         arrays = _read_npz_keeping(npz, RunDir(run_dir)) if npz.exists() else {}
