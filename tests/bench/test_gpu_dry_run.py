@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).parents[2]
 FILES = [
     "summary.txt",
@@ -37,6 +39,9 @@ def _gpu_sh(out: Path, path_prefix: str) -> subprocess.CompletedProcess:
     )
 
 
+# slow until the dry run's CPU cost fits its 180 s of boxes on a 2-core CI runner: measured here (load ~20)
+# gpu_check --dry-run > 65 s CPU and train > 67 s CPU, over their 60 s / 45 s boxes (issue 18).
+@pytest.mark.slow
 def test_dry_run_runs_every_section_on_the_cpu(tmp_path):
     out = tmp_path / "out"
     r = _gpu_sh(out, str(Path(sys.executable).parent))  # this interpreter is the `python` of the script
