@@ -3,8 +3,8 @@
 
     python bench/concurrency.py [--depth 20] [--batch 128] [--steps 300] [--counts 1 2 4 8] [--out F.json]
 
-Each process builds its run, trains a short warm-up run (lazy imports, cuDNN autotuning), waits at a
-barrier, then trains `--steps` steps; total img/s = N x steps x batch / (last end - common start).
+Each process builds its run, trains a short warm-up run of --warmup-steps (lazy imports, cuDNN
+autotuning), waits at a barrier, then trains `--steps` steps; total img/s = N x steps x batch / (last end - common start).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 
-def _one(depth: int, batch: int, steps: int, device: str, barrier, out) -> None:  # noqa: ANN001 - mp objects
+def _one(depth: int, batch: int, steps: int, warmup: int, device: str, barrier, out) -> None:  # noqa: ANN001
     import torch
 
     from bnlab.config import resolve
@@ -42,7 +42,7 @@ def _one(depth: int, batch: int, steps: int, device: str, barrier, out) -> None:
     if device == "cuda":
         base += ["train.amp=true", "train.channels_last=true"]
     with tempfile.TemporaryDirectory() as tmp:
-        run(resolve(None, base + ["train.steps=5"]), Path(tmp) / "warm", progress=False)
+        run(resolve(None, base + [f"train.steps={warmup}"]), Path(tmp) / "warm", progress=False)
         barrier.wait()
         t0 = time.time()
         run(resolve(None, base + [f"train.steps={steps}"]), Path(tmp) / "run", progress=False)
@@ -51,10 +51,11 @@ def _one(depth: int, batch: int, steps: int, device: str, barrier, out) -> None:
         out.put((t0, time.time()))
 
 
-def total_img_s(n: int, depth: int, batch: int, steps: int, device: str) -> float:
+def total_img_s(n: int, depth: int, batch: int, steps: int, warmup: int, device: str) -> float:
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_one, args=(depth, batch, steps, device, barrier, out)) for _ in range(n)]
+    args = (depth, batch, steps, warmup, device, barrier, out)
+    procs = [ctx.Process(target=_one, args=args) for _ in range(n)]
     for p in procs:
         p.start()
     spans = [out.get() for _ in procs]
@@ -71,6 +72,9 @@ def main() -> int:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument(
+        "--warmup-steps", type=int, default=5, help="each process's warm-up run, before the barrier"
+    )
     ap.add_argument("--counts", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None)
@@ -81,7 +85,7 @@ def main() -> int:
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     rows, one = [], None
     for n in a.counts:
-        ips = total_img_s(n, a.depth, a.batch, a.steps, device)
+        ips = total_img_s(n, a.depth, a.batch, a.steps, a.warmup_steps, device)
         one = ips if n == 1 else one
         rows.append(
             {

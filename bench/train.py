@@ -48,16 +48,16 @@ def reset_mem(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def matmul_rate(device: torch.device) -> tuple[float, str]:
-    """Achieved FLOP/s of a large square matmul in the device's fast dtype."""
+def matmul_rate(device: torch.device, dry_run: bool = False) -> tuple[float, str]:
+    """Achieved FLOP/s of a large square matmul in the device's fast dtype (--dry-run: a small one)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    n = 8192 if device.type == "cuda" else 2048
+    n = 256 if dry_run else 8192 if device.type == "cuda" else 2048
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     sync(device)
-    reps = 20 if device.type == "cuda" else 5
+    reps = 2 if dry_run else 20 if device.type == "cuda" else 5
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
@@ -263,10 +263,18 @@ def main() -> int:
     ap.add_argument(
         "--repeats", type=int, default=5, help="interleaved repetitions of (a) and (b) (>= 5); medians"
     )
+    ap.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="a smoke test of every code path (bench/gpu.sh --dry-run): any --repeats, a small matmul; "
+        "its numbers are not measurements",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    if args.repeats < 5:
+    if args.repeats < (1 if args.dry_run else 5):
         ap.error("--repeats must be >= 5 (the ratio is a median with its spread)")
+    if args.steps < 4:
+        ap.error("--steps must be >= 4 (the first 3 steps are the warm-up that cancels out)")
     CLOCK["kind"] = args.clock
     COMPILE["mode"] = args.compile
     device = torch.device(
@@ -275,7 +283,7 @@ def main() -> int:
         else ("cpu" if args.device == "auto" else args.device)
     )
     n_train = args.batch * (args.steps + 2)
-    rate, rate_dtype = matmul_rate(device)
+    rate, rate_dtype = matmul_rate(device, args.dry_run)
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -332,7 +340,9 @@ def main() -> int:
             flush=True,
         )
     if args.out:
-        Path(args.out).write_text(json.dumps({"matmul_flops": rate, "results": results}, indent=1))
+        Path(args.out).write_text(
+            json.dumps({"matmul_flops": rate, "dry_run": args.dry_run, "results": results}, indent=1)
+        )
     return 0
 
 
