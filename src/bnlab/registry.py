@@ -1,11 +1,12 @@
 """Registry[T]: a named collection of factories (models, norms, inits, datasets, probes, tasks).
 
-`register(name)` is a decorator; `get(name)` returns the factory or raises a UserError that lists
-the valid choices; `names()` lists them in registration order.
+`register(name)` is a decorator; `get(name)` returns the factory or raises a UserError that names the
+closest choices (all of them when there are few); `names()` lists them in registration order.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
@@ -13,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from bnlab.errors import UserError
 
 T = TypeVar("T")
+MAX_LISTED = 10  # an unknown-name error lists every choice up to this many
 
 
 class Registry(Generic[T]):
@@ -36,9 +38,18 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UserError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
-            ) from None
+            raise UserError(self.unknown(name)) from None
+
+    def unknown(self, name: str) -> str:
+        """One sentence for an unknown name: the closest names, and every name where there are few (a long
+        list points to `bnlab ls`, so the message stays one readable line)."""
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+        close += [n for n in names if name and (n.startswith(name) or name in n) and n not in close]
+        hint = f" (did you mean {' or '.join(close[:2])}?)" if close else ""
+        if len(names) <= MAX_LISTED:
+            return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(names)}"
+        return f"unknown {self.kind} {name!r}{hint}; `bnlab ls {self.kind}s` lists all {len(names)}"
 
     def names(self) -> list[str]:
         return list(self._items)

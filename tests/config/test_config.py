@@ -67,7 +67,7 @@ def test_config_validates_the_schema_only_and_the_resolver_checks_names(name):
     cfg = resolve(None, [name])  # bnlab.config imports no registry
     from bnlab.tasks import check
 
-    with pytest.raises(UserError, match="choose one of"):
+    with pytest.raises(UserError, match=r"choose one of|`bnlab ls \w+` lists all"):
         check(cfg)
 
 
@@ -97,3 +97,18 @@ def test_yaml_file_errors(tmp_path):
     p.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(UserError, match="mapping"):
         resolve(p)
+
+
+def test_an_unknown_name_among_many_gives_the_closest_names_in_one_short_sentence():
+    from bnlab.registry import MAX_LISTED, Registry
+
+    many = Registry("widget")
+    for i in range(MAX_LISTED + 5):
+        many.register(f"widget_{i:02d}")(object())
+    many.register("gradient_histogram")(object())
+    msg = many.unknown("gradient_histo")
+    assert "did you mean gradient_histogram" in msg and "`bnlab ls widgets` lists all 16" in msg
+    assert "widget_03" not in msg  # not the whole list
+    few = Registry("norm")
+    few.register("batch")(object())
+    assert few.unknown("bach").endswith("choose one of: batch")

@@ -76,9 +76,7 @@ def probes_of(value: object) -> tuple[ProbeSpec, ...]:
         else:
             raise UserError(f"a probe is a name or a (name, options) pair, not {item!r}")
         if spec.source != GRAD and spec.name not in PROBES.names():
-            raise UserError(
-                f"unknown probe {spec.name!r}; choose one of: {', '.join(sorted(PROBES.names()))}"
-            )
+            raise UserError(PROBES.unknown(spec.name))
         out.append(spec)
     if not out:
         raise UserError("probes is empty; give 'cheap', 'full' or at least one probe name")

@@ -10,13 +10,11 @@ probe's name, signature and docstring and is what the probe's module and `bnlab.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from bnlab.errors import UserError
 from bnlab.probes.calling import call_batch_probe, call_data_probe
 from bnlab.probes.norm_stats import unwrap_model
 from bnlab.registry import Registry
@@ -24,14 +22,6 @@ from bnlab.registry import Registry
 
 class ProbeRegistry(Registry[Callable]):
     """The registry of probes: an unknown name's error suggests the closest probe names."""
-
-    def get(self, name: str) -> Callable:
-        if name in self:
-            return super().get(name)
-        close = difflib.get_close_matches(name, self.names(), n=2, cutoff=0.6)
-        close += [n for n in self.names() if name and (n.startswith(name) or name in n) and n not in close]
-        hint = f" (did you mean {' or '.join(close[:2])}?)" if close else ""
-        raise UserError(f"unknown probe {name!r}{hint}; choose one of: {', '.join(self.names())}")
 
 
 def first_sentence(doc: str | None) -> str:

@@ -35,7 +35,4 @@ def check_names(cfg: Config) -> Config:
 
 def _known(registry: Registry, name: str, key: str) -> None:
     if name not in registry:
-        raise UserError(
-            f"invalid config value for {key}: unknown {registry.kind} {name!r}; "
-            f"choose one of: {', '.join(registry.names())}"
-        )
+        raise UserError(f"invalid config value for {key}: {registry.unknown(name)}")
