@@ -23,13 +23,18 @@ from torch import nn
 
 from bnlab.figures import init_probes as figs
 from bnlab.probes import (
+    ProbeContext,
     activation_moments,
     gradient_histogram,
+    gradient_predictiveness,
     gradient_spectrum,
     gradient_variance,
     kernel_alignment,
     output_bias,
     per_example_gradients,
+    representation_rank,
+    signal_propagation,
+    weight_grad_norms,
 )
 
 
@@ -104,6 +109,13 @@ def main(argv: list[str] | None = None) -> Path:
         }
         res["gradient_histogram"] = gradient_histogram(model, x, y, per_example="batch")
         res["gradient_variance"] = gradient_variance(model, x, y, per_example="batch")
+        # the follow-up experiments' probes (E13-E15, E17) on the same model
+        res["gradient_predictiveness"] = gradient_predictiveness(model, [(x, y)], ctx=ProbeContext(lr=0.1))
+        res["representation_rank"] = representation_rank(model, x, y)
+        res["signal_propagation"] = signal_propagation(
+            model, x, y, modules=[f"blocks.{i}" for i in range(len(model.blocks))], skip_name="skip"
+        )
+        res["weight_grad_norms"] = weight_grad_norms(model, x, y, norm_stats="batch")
         grads = per_example_gradients(model, x, y, "batch")
         print(
             f"{label}: per-example gradients (batch statistics) of {len(grads)} parameters, "
@@ -135,7 +147,8 @@ def main(argv: list[str] | None = None) -> Path:
         med = t[(t.reduce == "all") & (t.metric == "ratio")].value.median()
         top = res["output_bias"].table.set_index("metric").value["top_class_share"]
         print(
-            f"{label}: median all-reduce alignment ratio {med:.3g}, top class share {top:.2f}",
+            f"{label}: median all-reduce alignment ratio {med:.3g}, top class share {top:.2f}, "
+            f"effective beta-smoothness {res['gradient_predictiveness'].value('beta_max'):.3g}",
             file=sys.stderr,
         )
     print(out)
