@@ -9,9 +9,9 @@ import torch
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.probes.activation_moments import _forward_blocks, block_modules
-from bnlab.probes.capture import LossFn, guard, paper_layer_map, paper_layer_of
-from bnlab.probes.norm_stats import NormStats, norm_stats_mode
+from bnlab.probes.activation_moments import forward_block_outputs
+from bnlab.probes.capture import LossFn, paper_layer_map, paper_layer_of
+from bnlab.probes.norm_stats import NormStats
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult, metric_rows
 
@@ -61,14 +61,11 @@ def representation_rank(
         raise UserError(f"representation_rank: rank_rtol must lie in (0, 1), got {rank_rtol}")
     if inputs.shape[0] < 2:
         raise UserError("representation_rank needs a minibatch of at least 2 examples")
-    with guard(model), norm_stats_mode(model, norm_stats) as stats:
-        mods, outputs = _forward_blocks(model, inputs, block_modules(model, modules))
+    stats, blocks = forward_block_outputs(model, inputs, modules, norm_stats)
     paper = paper_layer_map(model)
     rows, arrays = [], {}
-    for n, _ in mods:
-        if n not in outputs:
-            raise UserError(f"module {n} was not called in the forward pass; pass other modules=")
-        y = outputs[n].detach()
+    for n, y in blocks:
+        y = y.detach()
         h = y.reshape(y.shape[0], -1)
         tol = rank_rtol
         if tol is None:
