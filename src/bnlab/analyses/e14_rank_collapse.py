@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.probe_rows import need_probe, probe_rows
+from bnlab.analyses.probe_rows import block_mean_se, need_probe, probe_rows, with_block_index
 from bnlab.analyses.spec import Spec
 from bnlab.errors import UserError
 from bnlab.figures.depth_curves import depth_curves
@@ -44,9 +44,7 @@ def per_block(runs: RunSet) -> pd.DataFrame:
         return t
     keys = r.set_index("run_id")
     t = t.assign(arch=t["run_id"].map(arch_of(keys)))
-    order = t.drop_duplicates(["run_id", "layer"])[["run_id", "layer"]]
-    order = order.assign(block=order.groupby("run_id").cumcount() + 1)
-    t = t.merge(order, on=["run_id", "layer"])
+    t = with_block_index(t)
     g = t.groupby(["run_id", "arch", "norm", "layer", "block", "metric"], as_index=False)["value"].mean()
     return g
 
@@ -85,11 +83,7 @@ def rank_vs_depth(runs: RunSet, spec: Spec) -> Figure:
     g = per_block(runs)
     if g.empty:
         raise UserError(f"no {PROBE} rows")
-    s = g.groupby(["arch", "norm", "block", "metric"])["value"].agg(["mean", "sem"]).reset_index()
-    s = s.rename(columns={"sem": "se"})
-    s["label"] = s["norm"].map(lambda n: LABELS.get(n, str(n)))
-    s["row"] = s["arch"].map(lambda a: ARCHES.get(a, a))
-    rows = [ARCHES.get(a, a) for a in dict.fromkeys(s["arch"])]
+    s, rows = block_mean_se(g, ["arch", "norm"], label=("norm", LABELS), row=("arch", ARCHES))
     panels = [
         ("stable_rank", "stable rank ‖H‖F² / ‖H‖₂²", "stable rank"),
         ("soft_rank", "#σ_i > 1e-3·σ₁", "soft rank"),

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.probe_rows import need_probe, probe_rows
+from bnlab.analyses.probe_rows import block_mean_se, need_probe, probe_rows, with_block_index
 from bnlab.analyses.spec import Spec
 from bnlab.errors import UserError
 from bnlab.figures.depth_curves import depth_curves
@@ -54,10 +54,9 @@ def per_block(runs: RunSet) -> pd.DataFrame:
     keys = r.set_index("run_id")
     kind = keys["model.block"].astype(str) if "model.block" in keys else pd.Series("post", keys.index)
     t = t.assign(arm=t["run_id"].map(arm_of(keys)), kind=t["run_id"].map(kind))
-    order = t.drop_duplicates(["run_id", "layer"])[["run_id", "layer"]]
-    order = order.assign(block=order.groupby("run_id").cumcount() + 1)
-    stage = order["layer"].map(lambda n: int(m.group(1)) if (m := re.match(r"layer(\d+)\.", str(n))) else 1)
-    t = t.merge(order.assign(stage=stage), on=["run_id", "layer"])
+    t = with_block_index(t)
+    stage = t["layer"].map(lambda n: int(m.group(1)) if (m := re.match(r"layer(\d+)\.", str(n))) else 1)
+    t = t.assign(stage=stage)
     cols = ["run_id", "arm", "kind", "layer", "block", "stage", "metric"]
     return t.groupby(cols, as_index=False)["value"].mean()
 
@@ -127,16 +126,12 @@ def signal_propagation_plot(runs: RunSet, spec: Spec) -> Figure:
     g = per_block(runs)
     if g.empty:
         raise UserError(f"no {PROBE} rows")
-    s = g.groupby(["arm", "kind", "block", "metric"])["value"].agg(["mean", "sem"]).reset_index()
-    s = s.rename(columns={"sem": "se"})
-    s["label"] = s["arm"].map(lambda a: ARMS.get(a, str(a)))
-    s["row"] = s["kind"].map(lambda k: BLOCKS.get(k, str(k)))
+    s, rows = block_mean_se(g, ["arm", "kind"], label=("arm", ARMS), row=("kind", BLOCKS))
     panels = [
         ("sq_mean", "average channel squared mean", "squared mean"),
         ("variance", "average channel variance (stream)", "variance"),
         ("branch_skip_ratio", "residual branch / skip variance", "Var(branch) / Var(skip)"),
     ]
-    rows = [BLOCKS.get(k, k) for k in dict.fromkeys(s["kind"])]
     return depth_curves(
         s,
         panels,
