@@ -1,4 +1,4 @@
-"""Small pieces every report figure uses: a figure that only says something, mean ± std of curves."""
+"""Small pieces every report figure uses: a figure that only says something, a footnote, mean ± std of curves."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ def message_figure(text: str, size: tuple[float, float] = (6.0, 2.0)) -> Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
     return fig
+
+
+def footnote(fig: Figure, note: str | None) -> None:
+    """Write `note` (nothing when empty or None) small and grey, centred at the bottom edge of `fig`."""
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
 
 
 def mean_std_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.errors import UserError
+from bnlab.figures.basic import footnote
 
 
 def gradient_explosion(
@@ -69,6 +70,5 @@ def gradient_explosion(
     bx.set_ylabel("growth rate of ln ||dL/dW|| per layer")
     bx.set_title("(b) measured rate (± 2 SE over seeds) vs mean field")
     bx.legend(fontsize=7)
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
+    footnote(fig, note)
     return fig

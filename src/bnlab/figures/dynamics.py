@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from bnlab.errors import UserError
+from bnlab.figures.basic import footnote
 
 LONG = ("probe", "layer", "paper_layer", "metric", "value", "se")
 
@@ -51,11 +52,6 @@ def _wide(table: pd.DataFrame, probe: str) -> pd.DataFrame:
         se = t.pivot_table(index=ids, columns="metric", values="se", aggfunc="first", dropna=False)
         wide = wide.join(se.add_suffix("_se"))
     return wide.reset_index()
-
-
-def _note(fig: Figure, note: str | None) -> None:
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
 
 
 def step_size_curves(
@@ -96,7 +92,7 @@ def step_size_curves(
         ax.set_title(f"{direction}" if pkey is None else f"{pkey} ({direction})")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -168,7 +164,7 @@ def channel_heatmaps(
     handles = [Patch(color=col, label=what) for col, what, _ in SPECIAL_CELLS if what in seen]
     if handles:
         fig.legend(handles=handles, loc="outside right upper", fontsize=8)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -215,7 +211,7 @@ def noise_vs_scale(table: pd.DataFrame, *, hue: str | None = "label", note: str 
     ax.set_xlabel("α² / |B|")
     ax.set_ylabel("E‖α(g_B − g)‖²")
     ax.legend(fontsize=7)
-    _note(fig, note)
+    footnote(fig, note)
     ax.set_title("SGD noise vs α²/|B|, and the bound α²C/|B|")
     return fig
 
@@ -231,7 +227,7 @@ def lambda_lr_figure(
         raise UserError(f"lambda_lr_figure: column {x!r} not in the hessian_top_eig rows; pass x=")
     fig = Figure(figsize=(4.8, 3.8), layout="constrained")
     lambda_lr_axes(fig.subplots(), wide, x=x, hue=hue)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -300,7 +296,7 @@ def geometry_figure(
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -318,5 +314,5 @@ def loss_curves(
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    _note(fig, note)
+    footnote(fig, note)
     return fig

@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.errors import UserError
+from bnlab.figures.basic import footnote
 
 
 def edge_of_stability(loss: pd.DataFrame, sharpness: pd.DataFrame, *, note: str | None = None) -> Figure:
@@ -46,6 +47,5 @@ def edge_of_stability(loss: pd.DataFrame, sharpness: pd.DataFrame, *, note: str 
         bottom.set_xlabel("step (full-batch gradient descent)")
         bottom.set_ylabel("λ_max of the training loss")
         bottom.legend(fontsize=7)
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
+    footnote(fig, note)
     return fig

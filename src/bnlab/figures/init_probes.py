@@ -20,13 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from bnlab.errors import UserError
+from bnlab.figures.basic import footnote
 
 Arrays = Mapping[str, np.ndarray]
-
-
-def _note(fig: Figure, note: str | None) -> None:
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
 
 
 def _log_panel(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
@@ -122,7 +118,7 @@ def gradient_histograms(
     for idx in np.ndindex(nrows, ncols):
         if idx not in used:
             axes[idx].axis("off")
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -166,7 +162,7 @@ def kernel_alignment_bars(
         fig.suptitle(
             f"mean over {max(counts)} minibatches or runs per label; error bars: their range", fontsize=9
         )
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -193,7 +189,7 @@ def depth_profile(tables: Mapping[str, pd.DataFrame], *, note: str | None = None
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{title} (mean over channels ± sd)")
         ax.legend(fontsize=8)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -238,7 +234,7 @@ def logit_gradient_heatmaps(
         ax.set_xlabel("variant")
         ax.set_ylabel("top-class share")
         ax.set_title("share of the images predicted as the most frequent class", fontsize=9)
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -260,7 +256,7 @@ def normalized_spectra(
             share = s**2 / max(float(np.sum(s**2)), np.finfo(float).tiny)
             ax.plot(np.arange(1, len(s) + 1), share, marker=".", label=label)
         _log_panel(ax, f"{matrix}: {layer}", "index i", "σ_i² / Σσ²")
-    _note(fig, note)
+    footnote(fig, note)
     return fig
 
 
@@ -286,5 +282,5 @@ def variance_by_layer(tables: Mapping[str, pd.DataFrame], *, note: str | None = 
         ax.set_title(title)
         ax.legend()
     axes[0].set_ylabel("gradient variance")
-    _note(fig, note)
+    footnote(fig, note)
     return fig

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bnlab.figures.basic import footnote
+
 PANELS = (
     ("loss", "loss L(θ − s·g)", "loss landscape", False),
     ("grad_change", "‖∇L(θ − s·g) − ∇L(θ)‖", "gradient predictiveness", True),
@@ -51,6 +53,5 @@ def smoothness_figure(bands: pd.DataFrame, beta: pd.DataFrame, *, note: str | No
             a.text(0.5, 0.5, "no data", ha="center", va="center", transform=a.transAxes, color="0.4")
     if handles:
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=3, fontsize=8)
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=8, color="0.3")
+    footnote(fig, note)
     return fig
