@@ -13,10 +13,10 @@ bench/RESULTS.md, "Monitor overhead"):
   before 2026-12-06 (ARPACK Lanczos, ncv 20: 21 HVPs; one fsync per jsonl row; npz read back per step),
   shared 2-core AMD EPYC VM, idle: bare 12.9 s wall, cheap/10 1.13x, full/100 1.79x (the one `full`
   measurement ~10 s against a ~0.13 s step).
-  after: the λ_max search takes 10 HVPs instead of 21 on ResNet-20 at init (λ 24.158016 vs ARPACK's
-  24.158043), 8.6 s instead of 17.3 s of CPU (1 torch thread, loaded machine); the bench run of this
-  change could not finish on the saturated machine of that session (load average ~21 on 2 cores) — its
-  numbers go here and in bench/RESULTS.md when measured.
+  after (2026-12-06, same machine, load 2.7, 2 repeats): bare 13.4 s wall / 25.6 s CPU, cheap/10 1.12x
+  CPU (1.14x wall; its cost is activation_moments' extra forward, ~0.15 of ~0.31 s CPU per measurement
+  against a 0.256 s CPU training step), full/100 1.49x CPU (1.50x wall; λ_max in 10 HVPs instead of 21,
+  λ 24.158016 vs ARPACK's 24.158043).
 """
 
 from __future__ import annotations
