@@ -46,7 +46,7 @@ if [ "$DRY" = 1 ]; then
   # threads spin on a busy machine); the fewest steps and repeats that still run every code path.
   # ~35 CPU-s in all (summary.txt has each section's); per-section boxes sum to 180 s
   export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-  ENV_S=10 CHECK_S=50 TRAIN_S=40 COMPILE_S=25 CONC_S=30 STEADY_S=15 EST_S=10
+  ENV_S=10 CHECK_S=45 TRAIN_S=45 COMPILE_S=25 CONC_S=30 STEADY_S=15 EST_S=10
   TRAIN=(--depths 8 --batch 8 --steps 4 --repeats 1 --workers 1 --device cpu --clock cpu --dry-run)
   COMPILE=(--depths 8 --batch 8 --steps 4 --repeats 1 --skip-usual --device cpu --clock cpu --dry-run
     --compile reduce-overhead)
