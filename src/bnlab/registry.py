@@ -18,8 +18,9 @@ MAX_LISTED = 10  # an unknown-name error lists every choice up to this many
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, lister: str | None = None) -> None:
         self.kind = kind
+        self.lister = lister  # the command that lists every name (`bnlab ls probes`), where there is one
         self._items: dict[str, T] = {}
         self._docs: dict[str, str] = {}
 
@@ -41,15 +42,15 @@ class Registry(Generic[T]):
             raise UserError(self.unknown(name)) from None
 
     def unknown(self, name: str) -> str:
-        """One sentence for an unknown name: the closest names, and every name where there are few (a long
-        list points to `bnlab ls`, so the message stays one readable line)."""
+        """One sentence for an unknown name: the closest names, and every name — unless there are many and a
+        command lists them (`lister`), so the message stays one readable line."""
         names = self.names()
         close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
         close += [n for n in names if name and (n.startswith(name) or name in n) and n not in close]
         hint = f" (did you mean {' or '.join(close[:2])}?)" if close else ""
-        if len(names) <= MAX_LISTED:
+        if len(names) <= MAX_LISTED or not self.lister:
             return f"unknown {self.kind} {name!r}{hint}; choose one of: {', '.join(names)}"
-        return f"unknown {self.kind} {name!r}{hint}; `bnlab ls {self.kind}s` lists all {len(names)}"
+        return f"unknown {self.kind} {name!r}{hint}; `{self.lister}` lists all {len(names)}"
 
     def names(self) -> list[str]:
         return list(self._items)

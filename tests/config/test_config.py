@@ -102,7 +102,7 @@ def test_yaml_file_errors(tmp_path):
 def test_an_unknown_name_among_many_gives_the_closest_names_in_one_short_sentence():
     from bnlab.registry import MAX_LISTED, Registry
 
-    many = Registry("widget")
+    many = Registry("widget", lister="bnlab ls widgets")
     for i in range(MAX_LISTED + 5):
         many.register(f"widget_{i:02d}")(object())
     many.register("gradient_histogram")(object())
@@ -112,3 +112,7 @@ def test_an_unknown_name_among_many_gives_the_closest_names_in_one_short_sentenc
     few = Registry("norm")
     few.register("batch")(object())
     assert few.unknown("bach").endswith("choose one of: batch")
+    unlisted = Registry("verdict rule")  # no command lists these: every name, however many
+    for i in range(MAX_LISTED + 5):
+        unlisted.register(f"rule_{i:02d}")(object())
+    assert "choose one of: rule_00" in unlisted.unknown("nope")

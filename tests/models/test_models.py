@@ -40,7 +40,7 @@ def _refused(model, norm, placement):
 
 
 def test_registry():
-    assert MODELS.names() == ["resnet_cifar", "vgg_cifar", "mlp"]
+    assert MODELS.names() == ["resnet_cifar", "vgg_cifar", "mlp", "cnn_cifar"]
 
 
 @pytest.mark.parametrize("placement", PLACEMENTS)

@@ -24,10 +24,15 @@ EXPECTED = {
     "E11a": "reproduced",
     "E11b": "reproduced",
     "E12a": "partly",
-    "E12b": "partly",
+    "E12b": "reproduced",  # redesigned in E1's regime (own thresholds, same budget; issue 13)
     "E12c": "reproduced",
     "E12d": "reproduced",
     "E12e": "reproduced",
+    "E13": "reproduced",
+    "E14": "reproduced",
+    "E15": "reproduced",
+    "E16": "reproduced",
+    "E17": "reproduced",
 }
 
 

@@ -21,7 +21,7 @@ from bnlab.data.synthetic import make_synthetic
 from bnlab.errors import DataError
 from bnlab.registry import Registry
 
-DATASETS: Registry[Callable[[DataConfig], RawData]] = Registry("dataset")
+DATASETS: Registry[Callable[[DataConfig], RawData]] = Registry("dataset", lister="bnlab ls datasets")
 DATASETS.register("cifar10")(_cifar.cifar10)
 DATASETS.register("cifar100")(_cifar.cifar100)
 

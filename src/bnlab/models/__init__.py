@@ -19,7 +19,7 @@ from bnlab.registry import Registry
 if TYPE_CHECKING:
     from bnlab.config import ModelConfig
 
-MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model")
+MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("model", lister="bnlab ls models")
 
 
 def _register() -> None:

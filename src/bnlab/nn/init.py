@@ -37,7 +37,7 @@ from bnlab.errors import UserError
 from bnlab.nn.blocks import ResidualBlock
 from bnlab.registry import Registry
 
-INITS: Registry[Callable[..., None]] = Registry("init")
+INITS: Registry[Callable[..., None]] = Registry("init", lister="bnlab ls inits")
 Layer = nn.Conv2d | nn.Linear  # what an init receives
 
 

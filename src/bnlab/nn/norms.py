@@ -33,7 +33,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 from bnlab.errors import UserError
 from bnlab.registry import Registry
 
-NORMS: Registry[Callable[..., nn.Module]] = Registry("norm")
+NORMS: Registry[Callable[..., nn.Module]] = Registry("norm", lister="bnlab ls norms")
 
 
 def _check_dim(dim: int) -> None:

@@ -31,7 +31,7 @@ def first_sentence(doc: str | None) -> str:
     return para[: m.start()].strip() if m else para
 
 
-PROBES: ProbeRegistry = ProbeRegistry("probe")
+PROBES: ProbeRegistry = ProbeRegistry("probe", lister="bnlab ls probes")
 PROBE_KIND: dict[str, Literal["batch", "data"]] = {}
 
 
