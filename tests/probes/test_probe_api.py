@@ -39,6 +39,49 @@ def test_every_registered_probe_is_importable_under_its_name():
     assert ctx is ProbeContext
 
 
+def test_register_probe_takes_name_from_function_and_summary_from_docstring():
+    from bnlab.probes.registry import PROBE_KIND, register_probe
+
+    def first_probe(model, inputs, targets, *, loss_fn=None, norm_stats="batch"):
+        """Counts the rows: a made-up probe. More detail here.
+
+        Second paragraph."""
+        return len(inputs)
+
+    def second_probe(model, batches, *, ctx=None, norm_stats="batch"):
+        """Counts the batches."""
+        return len(batches)
+
+    def third(model, inputs, targets, *, loss_fn=None):
+        return 0
+
+    try:
+        bare = register_probe(first_probe)
+        data = register_probe(kind="data")(second_probe)
+        named = register_probe("third_probe_named", summary="Named explicitly.")(third)
+        assert PROBES.get("first_probe") is bare and PROBE_KIND["first_probe"] == "batch"
+        assert PROBES.doc("first_probe") == "Counts the rows: a made-up probe."
+        assert list(inspect.signature(bare).parameters) == [
+            "model",
+            "inputs",
+            "targets",
+            "loss_fn",
+            "norm_stats",
+        ]
+        assert bare.__doc__ == first_probe.__doc__ and bare.__name__ == "first_probe"
+        assert PROBES.get("second_probe") is data and PROBE_KIND["second_probe"] == "data"
+        assert PROBES.doc("second_probe") == "Counts the batches."
+        assert (
+            PROBES.get("third_probe_named") is named
+            and PROBES.doc("third_probe_named") == "Named explicitly."
+        )
+    finally:
+        for n in ("first_probe", "second_probe", "third_probe_named"):
+            PROBES._items.pop(n, None)
+            PROBES._docs.pop(n, None)
+            PROBE_KIND.pop(n, None)
+
+
 class DictNet(nn.Module):
     """Top-level child is a ModuleDict that is never called: forward iterates its values."""
 

@@ -119,10 +119,7 @@ def channel_moments(y: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return c.mean(1).cpu().numpy(), c.std(1, correction=0).cpu().numpy()
 
 
-@register_probe(
-    "activation_moments",
-    summary="Per block output: each channel's mean and std over (batch, x, y), summarised as log10 mean/std over channels (E6).",
-)
+@register_probe
 def activation_moments(
     model: nn.Module,
     inputs: Tensor,
@@ -132,7 +129,9 @@ def activation_moments(
     modules: Iterable[str | nn.Module] | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """For each block output (`modules=`, else the model's `block_outputs()`, else the outermost modules
+    """Per block output: each channel's mean and std over (batch, x, y), summarised as log10 mean/std over channels (E6).
+
+    For each block output (`modules=`, else the model's `block_outputs()`, else the outermost modules
     called in the forward pass: containers that are never called, like a ModuleDict, are looked inside),
     every channel's mean and std over (batch, x, y) (arrays `<layer>/mean`,
     `<layer>/std`); metrics `log10_abs_mean`, `log10_std` averaged over channels and their spread over

@@ -90,11 +90,7 @@ def _norm(a: Params) -> float:
     return dot(a, a) ** 0.5
 
 
-@register_probe(
-    "gradient_geometry",
-    kind="data",
-    summary="Input-independent part of the gradient, radial/tangential split per weight, and loss slices (E12e).",
-)
+@register_probe(kind="data")
 def gradient_geometry(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -106,7 +102,9 @@ def gradient_geometry(
     invariance_tol: float = INVARIANCE_TOL,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """Input-independent gradient, radial/tangential split per weight, and loss slices (module docstring).
+    """Input-independent part of the gradient, radial/tangential split per weight, and loss slices (E12e).
+
+    Input-independent gradient, radial/tangential split per weight, and loss slices (module docstring).
 
     `batches[batch_index]` is the minibatch of the per-weight "gradient" rows and of the loss slices.
     The "update" direction needs ctx.optimizer; the effective lr needs ctx.lr or an optimizer.

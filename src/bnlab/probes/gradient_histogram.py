@@ -68,10 +68,7 @@ def histograms(v: np.ndarray, bins: int, log_bins: int) -> dict[str, np.ndarray]
     }
 
 
-@register_probe(
-    "gradient_histogram",
-    summary="Histogram and tail statistics (std, kurtosis, tail index) of weight-gradient entries per Conv2d/Linear (E3).",
-)
+@register_probe
 def gradient_histogram(
     model: nn.Module,
     inputs: Tensor,
@@ -85,7 +82,9 @@ def gradient_histogram(
     log_bins: int = 60,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """Histograms and tail statistics of weight-gradient entries per Conv2d/Linear layer (E3, Fig. 2).
+    """Histogram and tail statistics (std, kurtosis, tail index) of weight-gradient entries per Conv2d/Linear (E3).
+
+    Histograms and tail statistics of weight-gradient entries per Conv2d/Linear layer (E3, Fig. 2).
 
     Sample: the batch gradient (default); with `minibatch_size`, the gradients of consecutive minibatches of
     that size pooled; with `per_example` (batch | frozen | running), the B per-example gradients ∂ℓ_i/∂K

@@ -84,11 +84,7 @@ def step_grid(
     return grid
 
 
-@register_probe(
-    "gradient_predictiveness",
-    kind="data",
-    summary="Loss, gradient change and effective beta-smoothness along the step, per step size (E13).",
-)
+@register_probe(kind="data")
 def gradient_predictiveness(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -100,7 +96,9 @@ def gradient_predictiveness(
     norm_stats: NormStats = "batch",
     batch_index: int = 0,
 ) -> ProbeResult:
-    """Loss and gradient at θ − s·d on one minibatch for each step size s (module docstring)."""
+    """Loss, gradient change and effective beta-smoothness along the step, per step size (E13).
+
+    Loss and gradient at θ − s·d on one minibatch for each step size s (module docstring)."""
     if direction not in DIRECTIONS:
         raise UserError(
             f"unknown gradient_predictiveness direction {direction!r}; choose from {list(DIRECTIONS)}"

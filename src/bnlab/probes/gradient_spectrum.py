@@ -30,10 +30,7 @@ def spectrum_metrics(s: np.ndarray) -> dict[str, float]:
     }
 
 
-@register_probe(
-    "gradient_spectrum",
-    summary="Singular values, stable and effective rank of each conv's weight gradient and input activations (E9).",
-)
+@register_probe
 def gradient_spectrum(
     model: nn.Module,
     inputs: Tensor,
@@ -44,7 +41,9 @@ def gradient_spectrum(
     activation: str = "input",
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """Singular values of each Conv2d's weight gradient reshaped C_out × (C_in/groups·k·k) (`matrix` =
+    """Singular values, stable and effective rank of each conv's weight gradient and input activations (E9).
+
+    Singular values of each Conv2d's weight gradient reshaped C_out × (C_in/groups·k·k) (`matrix` =
     gradient) and of its channel-centered activation matrix C × (B·H·W) (`matrix` = activation; the conv's
     input by default — the activations the kernel multiplies — or `activation="output"`). Metrics per matrix:
     top1_share, stable_rank, effective_rank. Arrays `<layer>/gradient_sv`, `<layer>/activation_sv`."""

@@ -13,10 +13,7 @@ from bnlab.probes.result import ProbeResult, metric_rows
 from bnlab.probes.weight_grads import batch_weight_grads, per_example_weights, weight_layers
 
 
-@register_probe(
-    "gradient_variance",
-    summary="Per layer: variance of the gradient over its entries and over the examples of the batch (E9b).",
-)
+@register_probe
 def gradient_variance(
     model: nn.Module,
     inputs: Tensor,
@@ -27,7 +24,9 @@ def gradient_variance(
     per_example: NormStats = "batch",
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """Per Conv2d/Linear layer: `intra_layer` = Var_e ḡ_e (entries e of the minibatch gradient of the mean
+    """Per layer: variance of the gradient over its entries and over the examples of the batch (E9b).
+
+    Per Conv2d/Linear layer: `intra_layer` = Var_e ḡ_e (entries e of the minibatch gradient of the mean
     loss) and `intra_batch` = mean_e Var_i g_{i,e} over the per-example gradients ∂ℓ_i/∂K of mode
     `per_example` (recorded in attrs). Population variances."""
     per_example = resolve_norm_stats(per_example, "per_example")  # type: ignore[assignment]

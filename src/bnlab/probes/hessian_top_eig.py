@@ -174,11 +174,7 @@ def _lanczos_reorth(
     return lam, False
 
 
-@register_probe(
-    "hessian_top_eig",
-    kind="data",
-    summary="Top Hessian eigenvalue of the minibatch loss (Lanczos or power), and lr * lambda_max vs the SGD stability limit.",
-)
+@register_probe(kind="data")
 def hessian_top_eig(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -191,7 +187,9 @@ def hessian_top_eig(
     seed: int = 0,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """λ_max of the Hessian of the mean loss over the first `n_batches` batches, and lr·λ_max vs 2(1+β).
+    """Top Hessian eigenvalue of the minibatch loss (Lanczos or power), and lr * lambda_max vs the SGD stability limit.
+
+    λ_max of the Hessian of the mean loss over the first `n_batches` batches, and lr·λ_max vs 2(1+β).
 
     method: lanczos (largest algebraic eigenvalue, ARPACK), lanczos_reorth (the same eigenvalue, stopped
     at the first converged Krylov step: fewer HVPs) or power (largest magnitude). iters: the most

@@ -19,10 +19,7 @@ from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
 
 
-@register_probe(
-    "jacobian_spectrum",
-    summary="Top/bottom singular values of each example's Jacobian between two layers (or input and output) (E10).",
-)
+@register_probe
 def jacobian_spectrum(
     model: nn.Module,
     inputs: Tensor,
@@ -38,7 +35,9 @@ def jacobian_spectrum(
     krylov_dim: int | None = None,
     seed: int = 0,
 ) -> ProbeResult:
-    """Top-k and bottom-k singular values of d h_to[i] / d h_from[i] for each example i of the batch.
+    """Top/bottom singular values of each example's Jacobian between two layers (or input and output) (E10).
+
+    Top-k and bottom-k singular values of d h_to[i] / d h_from[i] for each example i of the batch.
 
     from_layer / to_layer: module names (None or "": the model input / the model output). norm_stats:
     batch (the Jacobian includes the path through the batch statistics; each example costs its own run),

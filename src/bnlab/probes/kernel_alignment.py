@@ -29,10 +29,7 @@ from bnlab.probes.result import ProbeResult, metric_rows
 REDUCES = ("spatial", "batch", "all")
 
 
-@register_probe(
-    "kernel_alignment",
-    summary="Per conv: sum of |summands| over sum of |sums| of the kernel gradient, reduced over space, batch or both (E8).",
-)
+@register_probe
 def kernel_alignment(
     model: nn.Module,
     inputs: Tensor,
@@ -43,7 +40,9 @@ def kernel_alignment(
     reduce: Iterable[str] = REDUCES,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """For every Conv2d (or `layers=`), key column `reduce` ∈ {spatial, batch, all} (the indices summed inside
+    """Per conv: sum of |summands| over sum of |sums| of the kernel gradient, reduced over space, batch or both (E8).
+
+    For every Conv2d (or `layers=`), key column `reduce` ∈ {spatial, batch, all} (the indices summed inside
     the absolute value; `reduce=` picks a subset):
       sum_abs = Σ_entries Σ_{b,x,y} |d|   (the same for every reduce; computed as the conv weight-gradient
                 of |I| and |∂L/∂O|, since |g·I| = |g|·|I|)

@@ -23,13 +23,11 @@ from bnlab.probes.result import ProbeResult
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-@register_probe(
-    "layer_stats",
-    kind="data",
-    summary="Per Conv/Linear/norm weight: weight norm, gradient norm and the coming SGD step's update/weight ratio.",
-)
+@register_probe(kind="data")
 def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeContext) -> ProbeResult:
-    """Per Conv/Linear/norm weight: weight_norm, grad_norm and update_ratio ‖Δw‖/‖w‖ of the coming step.
+    """Per Conv/Linear/norm weight: weight norm, gradient norm and the coming SGD step's update/weight ratio.
+
+    Per Conv/Linear/norm weight: weight_norm, grad_norm and update_ratio ‖Δw‖/‖w‖ of the coming step.
 
     Reads the gradients in `.grad` that the training step's backward left (module docstring); update_ratio
     needs a torch SGD in ctx.optimizer and `.grad`. Called by hand on a model with no `.grad`, it computes the gradient

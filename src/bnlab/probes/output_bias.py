@@ -28,10 +28,7 @@ def class_bias_metrics(p: np.ndarray) -> dict[str, float]:
     }
 
 
-@register_probe(
-    "output_bias",
-    summary="Logit gradient dL/dz and class-bias metrics of the softmax outputs: do all inputs favour one class (E7).",
-)
+@register_probe
 def output_bias(
     model: nn.Module,
     inputs: Tensor,
@@ -40,7 +37,9 @@ def output_bias(
     loss_fn: LossFn | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """The B × K logit gradient ∂L/∂z (array `dL_dz`; softmax outputs in `probs`) and class-bias metrics
+    """Logit gradient dL/dz and class-bias metrics of the softmax outputs: do all inputs favour one class (E7).
+
+    The B × K logit gradient ∂L/∂z (array `dL_dz`; softmax outputs in `probs`) and class-bias metrics
     (see `class_bias_metrics`). Layer "output"."""
     with guard(model), norm_stats_mode(model, norm_stats) as stats:
         with torch.no_grad():

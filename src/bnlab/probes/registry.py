@@ -36,20 +36,25 @@ PROBE_KIND: dict[str, Literal["batch", "data"]] = {}
 
 
 def register_probe(
-    name: str, kind: Literal["batch", "data"] = "batch", summary: str | None = None
-) -> Callable[[Callable], Callable]:
-    """Register a probe of `kind`; `summary` is its one-line description for `bnlab ls probes` (default: the
-    docstring's first sentence)."""
+    fn_or_name: Callable | str | None = None,
+    kind: Literal["batch", "data"] = "batch",
+    summary: str | None = None,
+) -> Any:
+    """Register a probe of `kind` under its function's name: `@register_probe` or
+    `@register_probe(kind="data")`. Its one-line description for `bnlab ls probes` is `summary`, by default
+    the docstring's first sentence. `@register_probe("name", ...)` registers under another name."""
+    if callable(fn_or_name):
+        return _register(fn_or_name, fn_or_name.__name__, kind, summary)
+    return lambda fn: _register(fn, fn_or_name or fn.__name__, kind, summary)
 
-    def deco(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def probe(model: Any, *args: Any, **kwargs: Any) -> Any:
-            return call(fn, name, unwrap_model(model), *args, **kwargs)
 
-        call = call_data_probe if kind == "data" else call_batch_probe
+def _register(fn: Callable, name: str, kind: Literal["batch", "data"], summary: str | None) -> Callable:
+    call = call_data_probe if kind == "data" else call_batch_probe
 
-        PROBES.register(name, doc=summary or first_sentence(fn.__doc__))(probe)
-        PROBE_KIND[name] = kind
-        return probe
+    @functools.wraps(fn)
+    def probe(model: Any, *args: Any, **kwargs: Any) -> Any:
+        return call(fn, name, unwrap_model(model), *args, **kwargs)
 
-    return deco
+    PROBES.register(name, doc=summary or first_sentence(fn.__doc__))(probe)
+    PROBE_KIND[name] = kind
+    return probe

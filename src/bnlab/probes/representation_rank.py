@@ -31,10 +31,7 @@ def rank_metrics(s: np.ndarray, rank_rtol: float, soft_rtol: float) -> dict[str,
     }
 
 
-@register_probe(
-    "representation_rank",
-    summary="Per block output: rank, stable rank and soft rank of the minibatch representation B x features (E14).",
-)
+@register_probe
 def representation_rank(
     model: nn.Module,
     inputs: Tensor,
@@ -46,7 +43,9 @@ def representation_rank(
     soft_rtol: float = 1e-3,
     rank_rtol: float | None = None,
 ) -> ProbeResult:
-    """For each block output (`modules=`, else the model's `block_outputs()`, else the outermost modules
+    """Per block output: rank, stable rank and soft rank of the minibatch representation B x features (E14).
+
+    For each block output (`modules=`, else the model's `block_outputs()`, else the outermost modules
     called in the forward pass), the representation matrix H (B × features: every non-batch dim
     flattened) and its singular values σ₁ ≥ σ₂ ≥ … computed in float64 (array `<layer>/sv`). Metrics:
     `rank`, the numerical rank: the count of σ_i > rank_rtol·σ₁, with rank_rtol by default

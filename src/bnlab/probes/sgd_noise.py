@@ -88,11 +88,7 @@ def per_example_spread(
     return c, se, n
 
 
-@register_probe(
-    "sgd_noise",
-    kind="data",
-    summary="SGD noise E|alpha(g_B - g)|^2 from K >= 2 minibatches, with the per-example bound alpha^2 C/|B| (E2).",
-)
+@register_probe(kind="data")
 def sgd_noise(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -104,7 +100,9 @@ def sgd_noise(
     micro_batch: int | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """SGD noise at θ from K >= 2 minibatches of one size b (module docstring).
+    """SGD noise E|alpha(g_B - g)|^2 from K >= 2 minibatches, with the per-example bound alpha^2 C/|B| (E2).
+
+    SGD noise at θ from K >= 2 minibatches of one size b (module docstring).
 
     alpha: the lr (default ctx.lr, else 1). per_example: batch | frozen | running, or None to skip C.
     dataset_size: N for the without-replacement factor (default ctx.extra["dataset_size"]; without one the

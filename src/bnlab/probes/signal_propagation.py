@@ -69,10 +69,7 @@ def residual_parts(name: str, rec: dict, skip_name: str = "shortcut") -> tuple[T
     return skip, total
 
 
-@register_probe(
-    "signal_propagation",
-    summary="Per residual block: channel squared mean and variance of the stream, branch/skip variance ratio (E15).",
-)
+@register_probe
 def signal_propagation(
     model: nn.Module,
     inputs: Tensor,
@@ -83,7 +80,9 @@ def signal_propagation(
     norm_stats: NormStats = "batch",
     skip_name: str = "shortcut",
 ) -> ProbeResult:
-    """For each residual block (`modules=`, else the model's `block_outputs()`), from one forward:
+    """Per residual block: channel squared mean and variance of the stream, branch/skip variance ratio (E15).
+
+    For each residual block (`modules=`, else the model's `block_outputs()`), from one forward:
     `sq_mean` and `variance` of the residual stream (the block's output): the squared mean and the
     population variance of each channel over (batch, x, y), averaged over channels (Brock et al.'s
     signal propagation plot); `branch_variance` and `skip_variance`: the same average channel variance of

@@ -34,11 +34,7 @@ def eta_grid(etas: Sequence[float] | None) -> np.ndarray:
     return default_etas() if etas is None else np.asarray(list(etas), dtype=float)
 
 
-@register_probe(
-    "step_size_scan",
-    kind="data",
-    summary="Minibatch loss ratio after a step of size eta along the gradient and the optimizer's update (E4).",
-)
+@register_probe(kind="data")
 def step_size_scan(
     model: nn.Module,
     batches: Sequence[tuple],
@@ -49,7 +45,9 @@ def step_size_scan(
     norm_stats: NormStats = "batch",
     batch_index: int = 0,
 ) -> ProbeResult:
-    """Relative minibatch loss after a step of size η along the gradient and along the optimizer's update.
+    """Minibatch loss ratio after a step of size eta along the gradient and the optimizer's update (E4).
+
+    Relative minibatch loss after a step of size η along the gradient and along the optimizer's update.
 
     The gradient is recomputed on `batches[batch_index]` (the same minibatch the loss is evaluated on),
     so the probe also works at initialization when no `.grad` exists. directions: "gradient" and/or

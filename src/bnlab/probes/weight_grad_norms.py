@@ -23,10 +23,7 @@ from bnlab.probes.result import ProbeResult, metric_rows
 from bnlab.probes.weight_grads import batch_weight_grads, weight_layers
 
 
-@register_probe(
-    "weight_grad_norms",
-    summary="Per Conv/Linear weight: ‖∂L/∂W‖ and its log with BN statistics batch|frozen|running (E17 gradient explosion).",
-)
+@register_probe
 def weight_grad_norms(
     model: nn.Module,
     inputs: Tensor,
@@ -36,7 +33,9 @@ def weight_grad_norms(
     layers: Iterable[str | int] | None = None,
     norm_stats: NormStats = "batch",
 ) -> ProbeResult:
-    """‖∂L/∂W‖_F (and ln of it, and ‖W‖_F) of each Conv/Linear weight for this minibatch's mean loss.
+    """Per Conv/Linear weight: ‖∂L/∂W‖ and its log with BN statistics batch|frozen|running (E17 gradient explosion).
+
+    ‖∂L/∂W‖_F (and ln of it, and ‖W‖_F) of each Conv/Linear weight for this minibatch's mean loss.
 
     `depth_index` numbers the measured layers 1, 2, ... in module (= forward, for sequential nets) order;
     `paper_layer` is the model's own numbering where it has one. Parameters, `.grad`, buffers and training
