@@ -36,6 +36,31 @@ def test_layer_stats_against_the_step_actually_taken():
     assert set(res["metric"]) == {"weight_norm", "grad_norm", "update_ratio"}
 
 
+def test_layer_stats_from_minibatches_is_the_mean_gradient_over_them():
+    """Without .grad, layer_stats differentiates the mean over minibatches of each minibatch's mean loss in
+    training mode (the shared weight_grads.batch_weight_grads): compare with backward in float64."""
+    torch.manual_seed(1)
+    model = build_model(depth=8).double().eval()
+    batches = [
+        (torch.randn(6, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (6,))),
+        (torch.randn(4, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (4,))),
+    ]
+    ref = copy.deepcopy(model).train()
+    sum(F.cross_entropy(ref(x), y) for x, y in batches).div(len(batches)).backward()
+    want = {n: float(p.grad.norm()) for n, p in ref.named_parameters() if n.endswith(".weight")}
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    out = layer_stats(model, batches, ctx=ProbeContext())
+    assert out.attrs["grad_source"] == "batches"
+    res = out.table
+    g = res[res["metric"] == "grad_norm"]
+    assert set(g["layer"] + ".weight") == set(want)
+    for _, r in g.iterrows():
+        w = want[f"{r['layer']}.weight"]
+        assert abs(r["value"] - w) <= 1e-10 * max(w, 1e-12), (r["layer"], r["value"], w)
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(b, buffers[n]) for n, b in model.named_buffers())  # running stats restored
+
+
 def test_default_layer_stats_do_not_change_the_trajectory(tmp_path, tiny_overrides):
     import json
 

@@ -14,11 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from bnlab.errors import UserError
-from bnlab.probes.capture import guard, loss_value, paper_layer_map
+from bnlab.probes.capture import guard, paper_layer_map
 from bnlab.probes.context import ProbeContext
 from bnlab.probes.norm_stats import norm_stats_label
 from bnlab.probes.registry import register_probe
 from bnlab.probes.result import ProbeResult
+from bnlab.probes.weight_grads import batch_weight_grads
 
 LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
@@ -27,9 +28,7 @@ LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.modules.batchnorm._NormBase, 
 def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeContext) -> ProbeResult:
     """Per Conv/Linear/norm weight: weight norm, gradient norm and the coming SGD step's update/weight ratio.
 
-    Per Conv/Linear/norm weight: weight_norm, grad_norm and update_ratio ‖Δw‖/‖w‖ of the coming step.
-
-    Reads the gradients in `.grad` that the training step's backward left (module docstring); update_ratio
+    Metrics weight_norm, grad_norm and update_ratio ‖Δw‖/‖w‖ of the coming step. Reads the gradients in `.grad` that the training step's backward left (module docstring); update_ratio
     needs a torch SGD in ctx.optimizer and `.grad`. Called by hand on a model with no `.grad`, it computes the gradient
     of the mean loss over `batches` (each minibatch with its own batch statistics; `.grad` untouched) and
     records grad_source="batches"; with neither, it is a UserError saying so."""
@@ -83,18 +82,17 @@ def layer_stats(model: nn.Module, batches: Sequence[tuple] = (), *, ctx: ProbeCo
 def _batch_grads(
     model: nn.Module, named: list, batches: Sequence[tuple], loss_fn: object
 ) -> dict[str, Tensor]:
-    """∂(mean over minibatches of the mean loss)/∂w for the layers' weights, without touching `.grad`."""
-    keys = [
-        (f"{n}.weight", m.weight) for n, m in named if isinstance(getattr(m, "weight", None), nn.Parameter)
+    """∂(mean over minibatches of the mean loss)/∂w for the layers' weights that require a gradient, each
+    minibatch in training mode (its own batch statistics), keyed `<module>.weight`; `.grad` untouched."""
+    mods = [
+        (n, m)
+        for n, m in named
+        if isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.requires_grad
     ]
-    keys = [(k, w) for k, w in keys if w.requires_grad]
     total: dict[str, Tensor] = {}
     with guard(model):
         model.train()
         for x, y in batches:
-            loss = loss_value(model(x), y, loss_fn)  # type: ignore[arg-type]
-            gs = torch.autograd.grad(loss, [w for _, w in keys], allow_unused=True)
-            for (k, w), g in zip(keys, gs):
-                g = torch.zeros_like(w) if g is None else g.detach()
-                total[k] = total[k] + g if k in total else g
-    return {k: g / len(batches) for k, g in total.items()}
+            for n, g in batch_weight_grads(model, x, y, loss_fn, mods).items():  # type: ignore[arg-type]
+                total[n] = total[n] + g if n in total else g
+    return {f"{n}.weight": g / len(batches) for n, g in total.items()}

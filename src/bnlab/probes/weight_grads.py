@@ -1,5 +1,6 @@
-"""Weight gradients of Conv2d/Linear layers shared by gradient_histogram, gradient_variance (and the batch
-gradient of gradient_spectrum): the minibatch gradient and per-example gradients, keyed by module name."""
+"""Weight gradients of layers, keyed by module name: the minibatch gradient (gradient_histogram,
+gradient_variance, weight_grad_norms, and layer_stats' gradient from minibatches) and per-example gradients
+of Conv2d/Linear weights."""
 
 from __future__ import annotations
 
