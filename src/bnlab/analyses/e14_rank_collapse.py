@@ -14,10 +14,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.probe_rows import block_mean_se, need_probe, probe_rows, with_block_index
+from bnlab.analyses.probe_rows import block_curves, need_probe, probe_rows, with_block_index
 from bnlab.analyses.spec import Spec
-from bnlab.errors import UserError
-from bnlab.figures.depth_curves import depth_curves
 from bnlab.store.runset import RunSet
 
 PROBE = "representation_rank"
@@ -80,18 +78,17 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
 def rank_vs_depth(runs: RunSet, spec: Spec) -> Figure:
     """E14: stable rank and soft rank of the representation after each block, per norm (mean ± SE over seeds)."""
     need_probe(runs, PROBE, "rank_vs_depth")
-    g = per_block(runs)
-    if g.empty:
-        raise UserError(f"no {PROBE} rows")
-    s, rows = block_mean_se(g, ["arch", "norm"], label=("norm", LABELS), row=("arch", ARCHES))
     panels = [
         ("stable_rank", "stable rank ‖H‖F² / ‖H‖₂²", "stable rank"),
         ("soft_rank", "#σ_i > 1e-3·σ₁", "soft rank"),
     ]
-    return depth_curves(
-        s,
+    return block_curves(
+        per_block(runs),
+        PROBE,
+        ["arch", "norm"],
+        ("norm", LABELS),
+        ("arch", ARCHES),
         panels,
-        rows=rows,
         suptitle="E14: rank of the minibatch representation (B × features) at initialization",
         xlabel="block / layer (from the input)",
         note="mean ± SE over seeds (each the mean over the probe's minibatches); rank one = collapse",

@@ -20,10 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from bnlab.analyses.fake import FakeRoot, probe
-from bnlab.analyses.probe_rows import block_mean_se, need_probe, probe_rows, with_block_index
+from bnlab.analyses.probe_rows import block_curves, need_probe, probe_rows, with_block_index
 from bnlab.analyses.spec import Spec
-from bnlab.errors import UserError
-from bnlab.figures.depth_curves import depth_curves
 from bnlab.store.runset import RunSet
 
 PROBE = "signal_propagation"
@@ -123,19 +121,18 @@ def signal_propagation_plot(runs: RunSet, spec: Spec) -> Figure:
     """E15: Brock et al.'s signal propagation plot, per residual block: average channel squared mean, average
     channel variance of the stream, and branch/skip variance ratio; per arm, pre- and post-activation rows."""
     need_probe(runs, PROBE, "signal_propagation_plot")
-    g = per_block(runs)
-    if g.empty:
-        raise UserError(f"no {PROBE} rows")
-    s, rows = block_mean_se(g, ["arm", "kind"], label=("arm", ARMS), row=("kind", BLOCKS))
     panels = [
         ("sq_mean", "average channel squared mean", "squared mean"),
         ("variance", "average channel variance (stream)", "variance"),
         ("branch_skip_ratio", "residual branch / skip variance", "Var(branch) / Var(skip)"),
     ]
-    return depth_curves(
-        s,
+    return block_curves(
+        per_block(runs),
+        PROBE,
+        ["arm", "kind"],
+        ("arm", ARMS),
+        ("kind", BLOCKS),
         panels,
-        rows=rows,
         suptitle="E15: signal propagation plot at initialization (CIFAR ResNet)",
         xlabel="residual block (from the input)",
         note="mean ± SE over seeds; a stage's first block changes the width (shortcut A: zero channels)",

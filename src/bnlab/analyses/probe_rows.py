@@ -1,15 +1,18 @@
 """The rows of one probe of an experiment's runs, as the analyses read them: for a quantity, each row with
 its run's model.norm (a note when there are none); for a figure, required (UserError: "not drawn"); for a
-per-block probe, each layer's block index and the mean ± SE over runs that a depth-curve figure draws."""
+per-block probe, each layer's block index and the mean ± SE over runs that a depth-curve figure draws, and
+that figure."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from bnlab.analyses.select import need_runs
 from bnlab.errors import UserError
+from bnlab.figures.depth_curves import depth_curves
 from bnlab.store.runset import RunSet
 
 
@@ -57,3 +60,21 @@ def block_mean_se(
     s["label"] = s[lcol].map(lambda v: lnames.get(v, str(v)))
     s["row"] = s[rcol].map(lambda v: rnames.get(v, str(v)))
     return s, list(dict.fromkeys(s["row"]))
+
+
+def block_curves(
+    g: pd.DataFrame,
+    name: str,
+    by: Sequence[str],
+    label: tuple[str, Mapping[str, str]],
+    row: tuple[str, Mapping[str, str]],
+    panels: Sequence[tuple[str, str, str]],
+    **text: str,
+) -> Figure:
+    """The depth-curve figure of probe `name`'s per-block table `g` (as `block_mean_se` takes it): one line
+    per `label` value with its ±SE band, one row of `panels` per `row` value; `text`: depth_curves' suptitle,
+    xlabel and note. UserError when `g` is empty."""
+    if g.empty:
+        raise UserError(f"no {name} rows")
+    s, rows = block_mean_se(g, by, label=label, row=row)
+    return depth_curves(s, panels, rows=rows, **text)
