@@ -13,22 +13,7 @@ import numpy as np
 
 from bnlab.errors import UserError
 from bnlab.probes.result import ProbeResult
-from bnlab.rmt.products import (
-    GradedProduct,
-    log_condition_number,
-    lyapunov_exponents,
-    naive_log_condition_number,
-    normalized_product_spectrum,
-    product_singular_values,
-)
-from bnlab.rmt.theory import (
-    fuss_catalan,
-    ks_distance,
-    lyapunov_closed_form,
-    lyapunov_closed_form_se,
-    theorem1_cdf,
-    theorem1_edge,
-)
+from bnlab.rmt import products, theory
 
 
 def spectra(
@@ -50,19 +35,19 @@ def spectra(
     arrays: dict[str, np.ndarray] = {}
     for dist in dists:
         for m in ms:
-            sq = product_singular_values(n, m, dist, draws, seed) ** 2
+            sq = products.product_singular_values(n, m, dist, draws, seed) ** 2
             key = dict(probe="rmt_spectra", layer=f"m={m}", dist=dist, m=int(m), n=int(n), draws=int(draws))
-            edge = theorem1_edge(m)
-            rows.append(dict(key, metric="ks", value=ks_distance(sq, m)))
+            edge = theory.theorem1_edge(m)
+            rows.append(dict(key, metric="ks", value=theory.ks_distance(sq, m)))
             for k in (1, 2, 3):
                 rows.append(dict(key, metric=f"moment{k}", value=float(np.mean(sq**k))))
-                rows.append(dict(key, metric=f"fuss_catalan{k}", value=float(fuss_catalan(m, k))))
+                rows.append(dict(key, metric=f"fuss_catalan{k}", value=float(theory.fuss_catalan(m, k))))
             rows.append(dict(key, metric="max_sq", value=float(sq.max())))
             rows.append(dict(key, metric="edge", value=edge))
             counts, edges = np.histogram(sq, bins=bins, range=(0.0, max(edge, float(sq.max()))))
             width = np.diff(edges)
             emp = counts / (sq.size * width)
-            th = np.diff(theorem1_cdf(edges, m)) / width
+            th = np.diff(theory.theorem1_cdf(edges, m)) / width
             for lo, hi, e, t in zip(edges[:-1], edges[1:], emp, th):
                 rows.append(dict(key, metric="hist_density", value=e, bin_left=lo, bin_right=hi))
                 rows.append(dict(key, metric="theory_density", value=t, bin_left=lo, bin_right=hi))
@@ -92,11 +77,11 @@ def lyapunov(
     (the closed form is for Gaussian plain products; for other products it is the reference they are
     compared with), plus metric slope = lambda_1 - lambda_n.
     """
-    th, se = lyapunov_closed_form(n), lyapunov_closed_form_se(n, depth)
+    th, se = theory.lyapunov_closed_form(n), theory.lyapunov_closed_form_se(n, depth)
     rows: list[dict] = []
     arrays: dict[str, np.ndarray] = {}
     for dist, normalize, seed, key in _products("rmt_lyapunov", dists, seeds, n=n, depth=depth):
-        lam = lyapunov_exponents(n, depth, dist, seed, normalize=normalize)
+        lam = products.lyapunov_exponents(n, depth, dist, seed, normalize=normalize)
         for k in range(n):
             rows.append(
                 dict(
@@ -129,13 +114,13 @@ def condition(
     lyapunov_closed_form(n). Also metric naive_departure: the first depth where the naive value is off
     the exact one by more than 1% (NaN if never).
     """
-    th = lyapunov_closed_form(n)
+    th = theory.lyapunov_closed_form(n)
     rows: list[dict] = []
     ds = np.arange(1, depth + 1)
     for dist, normalize, seed, key in _products("rmt_condition", dists, seeds, n=n):
-        ex = log_condition_number(n, depth, dist, seed, exact=True, normalize=normalize)
-        nv = naive_log_condition_number(n, depth, dist, seed, normalize=normalize)
-        lam = lyapunov_exponents(n, max(lyapunov_depth, depth), dist, seed, normalize=normalize)
+        ex = products.log_condition_number(n, depth, dist, seed, exact=True, normalize=normalize)
+        nv = products.naive_log_condition_number(n, depth, dist, seed, normalize=normalize)
+        lam = products.lyapunov_exponents(n, max(lyapunov_depth, depth), dist, seed, normalize=normalize)
         ly = ds * (lam[0] - lam[-1])
         curves = {"exact": ex, "naive": nv, "lyapunov": ly}
         if dist == "gaussian" and not normalize:
@@ -162,7 +147,7 @@ def normalized(
     rows: list[dict] = []
     for dist in dists:
         for m in ms:
-            out = normalized_product_spectrum(n, m, dist=dist, seed=seed)
+            out = products.normalized_product_spectrum(n, m, dist=dist, seed=seed)
             for which in ("representation", "product", "plain"):
                 s = out[which]
                 key = dict(probe="rmt_normalized", layer=which, dist=dist, m=int(m), n=n, which=which)
@@ -259,7 +244,7 @@ def mlp_jacobians(
                     )
                     rows.append(dict(key, metric="ln_sigma_max", value=float(np.log(s[0])), resolved=1.0))
                 if act == "linear" and not bn:  # J = W_L ... W_1 for every example: exact ln kappa, any depth
-                    prod = GradedProduct(width)
+                    prod = products.GradedProduct(width)
                     for block in net:
                         prod.push(block.linear.weight.detach().double().numpy())
                     key = dict(
