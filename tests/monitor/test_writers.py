@@ -170,25 +170,29 @@ def test_compiled_and_ddp_models_are_unwrapped(tmp_path):
 
 
 def test_run_dir_writer_keeps_every_step_as_write_probe_does(tmp_path):
-    """RunDirWriter rewrites probes/<name>.npz from the arrays it holds (no read-back); the files it leaves
-    are the ones store.write_probe leaves for the same results (the reference)."""
+    """RunDirWriter (one store.ProbeWriter: nothing read back) leaves the files store.write_probe leaves for
+    the same results (the reference), and the reader returns every step's arrays."""
     import numpy as np
 
     from bnlab.monitor.writers import RunDirWriter
     from bnlab.probes.result import ProbeResult
+    from bnlab.store.probe_files import read_probe_arrays
     from bnlab.store.rundir import write_probe
 
     ours, ref = tmp_path / "ours", tmp_path / "ref"
     ours.mkdir(), ref.mkdir()
     writer = RunDirWriter(ours)
     rng = np.random.default_rng(0)
+    sent = {}
     for step in (0, 5, 10):
         rows = [{"probe": "p", "layer": "conv", "metric": "m", "value": float(step)}]
-        res = ProbeResult.from_rows(rows, {"conv/a": rng.standard_normal(7)}, norm_stats="batch")
+        sent[step] = rng.standard_normal(7)
+        res = ProbeResult.from_rows(rows, {"conv/a": sent[step]}, norm_stats="batch")
         writer.probe(step, "p", res)
         write_probe(ref, "p", res, step=step)
     assert (ours / "probes/p.jsonl").read_text() == (ref / "probes/p.jsonl").read_text()
-    with np.load(ours / "probes/p.npz") as a, np.load(ref / "probes/p.npz") as b:
-        assert sorted(a.files) == sorted(b.files) == ["step0/conv/a", "step10/conv/a", "step5/conv/a"]
-        for k in a.files:
-            np.testing.assert_array_equal(a[k], b[k])
+    a, b = read_probe_arrays(ours / "probes", "p"), read_probe_arrays(ref / "probes", "p")
+    assert sorted(a[0]) == sorted(b[0]) == [0, 5, 10] and a[1] == b[1] == []
+    for step, want in sent.items():
+        np.testing.assert_array_equal(a[0][step]["conv/a"], want)
+        np.testing.assert_array_equal(b[0][step]["conv/a"], want)

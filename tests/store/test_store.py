@@ -12,6 +12,7 @@ from bnlab.probes.result import ProbeResult
 from bnlab.store import RunDir, RunLock, load_probes, write_probe
 from bnlab.store.checkpoint import list_checkpoints, load_latest, save_checkpoint
 from bnlab.store.files import append_line, atomic_write_json, read_jsonl
+from bnlab.store.probe_files import read_probe_arrays
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -114,8 +115,9 @@ def test_write_probe_replaces_same_step(tmp_path):
     df = load_probes(root, "p")
     assert sorted(df["step"].tolist()) == [0, 5]
     assert df["norm_stats"].iloc[0] == "none"
-    with np.load(tmp_path / "probes" / "p.npz") as z:
-        assert set(z.files) == {"step0/x", "step5/x"}
+    by_step, notes = read_probe_arrays(tmp_path / "probes", "p")
+    assert sorted(by_step) == [0, 5] and not notes
+    np.testing.assert_array_equal(by_step[5]["x"], np.arange(3))
     assert isinstance(df, pd.DataFrame)
 
 

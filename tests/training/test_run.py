@@ -27,7 +27,7 @@ def test_run_directory_matches_schema(tmp_path, tiny_overrides):
     d = train(None, tmp_path, tiny_overrides, progress=False)
     assert SCHEMA_FILES <= {p.name for p in d.iterdir()}
     st = json.loads((d / "status.json").read_text())
-    assert st["state"] == "complete" and st["schema"] == 2 and st["step"] == 16
+    assert st["state"] == "complete" and st["schema"] == 3 and st["step"] == 16
     summary, lines = _final(d)
     for k in (
         "train_loss",

@@ -19,7 +19,7 @@ only rank 0 measures and writes.
 The run directory is the standard one (DESIGN.md): config.yaml says `kind: monitor` and what the monitor
 knows of the model and optimizer; env.json, status.json (running -> complete, or failed when the `with`
 block raises), metrics.jsonl (the loss every `loss_every` steps and at measured steps), summary.json
-(steps, wall_s, probe_s: seconds spent measuring) and probes/<name>.{jsonl,npz}.
+(steps, wall_s, probe_s: seconds spent measuring), probes/<name>.jsonl and probes/<name>.step<k>.npz.
 
 Run id rule (a monitor does not own its config, so its id is not the config hash of trained runs):
 `mon-<UTC start, YYYYmmdd-HHMMSS>-<6 hex of sha256(host, pid, start time in ns, model class)>`, or the

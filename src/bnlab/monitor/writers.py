@@ -2,7 +2,8 @@
 and `close()`. The run directory is always written; TensorBoard (the `tb` extra) and Weights & Biases
 (the `wandb` extra) are optional.
 
-    RunDirWriter       probes/<name>.{jsonl,npz} and metrics.jsonl of the standard run directory
+    RunDirWriter       probes/<name>.jsonl, probes/<name>.step<k>.npz and metrics.jsonl of the standard
+                       run directory
     TensorBoardWriter  <run_dir>/tb: gradient_histogram as histograms (one per layer), every other finite
                        table row as a scalar "<probe>/<metric>/<layer>[/<key>]" (layer_stats norms and
                        ratios, kernel_alignment ratios, ...)
@@ -12,7 +13,6 @@ and `close()`. The run directory is always written; TensorBoard (the `tb` extra)
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,8 +22,7 @@ import pandas as pd
 
 from bnlab.errors import UserError
 from bnlab.probes.result import ProbeResult
-from bnlab.store.files import atomic_write_bytes
-from bnlab.store.rundir import RunDir, step_key, write_probe
+from bnlab.store.rundir import ProbeWriter, RunDir
 
 KEY_SKIP = {"probe", "layer", "paper_layer", "metric", "value", "step"}
 
@@ -67,24 +66,16 @@ def layer_histograms(result: ProbeResult) -> dict[str, tuple[np.ndarray, np.ndar
 
 
 class RunDirWriter:
-    """probes/<name>.jsonl rows through store.write_probe; probes/<name>.npz rewritten atomically from the
-    arrays this writer already holds (a monitor never reuses a run directory, so the file holds nothing
-    else), instead of reading the whole file back at every measured step as write_probe does."""
+    """probes/<name>.jsonl rows and per-step probes/<name>.step<k>.npz arrays through store.ProbeWriter:
+    each measured step appends its rows and writes its own arrays' file; nothing written before is read
+    back or rewritten."""
 
     def __init__(self, run_dir: Path) -> None:
         self.rd = RunDir(run_dir)
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        self.writer = ProbeWriter(run_dir)
 
     def probe(self, step: int, name: str, result: ProbeResult) -> None:
-        write_probe(self.rd.path, name, ProbeResult(result.table, {}, result.attrs), step=step)
-        if not result.arrays:
-            return
-        held = self.arrays.setdefault(name, {})
-        for k, v in result.arrays.items():
-            held[step_key(step, k)] = np.asarray(v)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **held)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-        atomic_write_bytes(self.rd.path / "probes" / f"{name}.npz", buf.getvalue())
+        self.writer.write(name, result, step)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         self.rd.append_metric({"step": int(step), "epoch": None, "split": "train", "acc": None, **values})

@@ -1,13 +1,13 @@
 """The run directory (schema in DESIGN.md; changing it needs a schema bump).
 
 runs/<run_id>/
-  config.yaml  env.json  status.json  metrics.jsonl  summary.json  probes/<probe>.{jsonl,npz}  ckpt/
+  config.yaml  env.json  status.json  metrics.jsonl  summary.json  ckpt/
+  probes/<probe>.jsonl  probes/<probe>.step<k>.npz (schema <= 2: probes/<probe>.npz)  (bnlab.store.probe_files)
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import platform
 import socket
@@ -22,8 +22,6 @@ import numpy as np
 from bnlab.store.files import (
     LinkError,
     append_line,
-    append_lines,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     dumps_line,
@@ -34,12 +32,25 @@ from bnlab.store.files import (
     scan_jsonl,
 )
 from bnlab.store.lock import RunLock
+from bnlab.store.probe_files import ProbeWriter, split_steps, step_key, write_probe
 
-__all__ = ["RunDir", "RunLock", "SCHEMA", "STATES", "TERMINAL", "write_probe", "split_steps", "step_key"]
+__all__ = [
+    "RunDir",
+    "RunLock",
+    "ProbeWriter",
+    "SCHEMA",
+    "STATES",
+    "TERMINAL",
+    "write_probe",
+    "split_steps",
+    "step_key",
+]
 
 # schema 2 adds the state "interrupted" and, while running, the writer's "pid" and "host";
-# readers accept schema 1 (no pid: a "running" run's process cannot be checked)
-SCHEMA = 2
+# readers accept schema 1 (no pid: a "running" run's process cannot be checked).
+# schema 3 writes probe arrays one file per measured step, probes/<name>.step<k>.npz (bnlab.store.probe_files);
+# readers accept the single probes/<name>.npz of schemas 1-2
+SCHEMA = 3
 TERMINAL = ("complete", "diverged")
 # interrupted: stopped before finishing (Ctrl-C, a killed process, a full disk); running it again resumes
 STATES = ("pending", "running", "interrupted", "complete", "diverged", "failed")
@@ -217,94 +228,6 @@ def _status_record(
     if state == "running":  # who runs it: a reader can tell a live run from one whose process is gone
         rec.update(pid=os.getpid(), host=socket.gethostname())
     return rec
-
-
-def step_key(step: int, key: str) -> str:
-    """The key of a probe array measured at `step` in probes/<name>.npz (decoded by split_steps)."""
-    return f"step{int(step)}/{key}"
-
-
-def split_steps(arrays: dict[str, np.ndarray]) -> dict[int, dict[str, np.ndarray]]:
-    """{step: {key: array}} of a probes/<name>.npz's arrays (keys "step<k>/<key>"); arrays without a step
-    prefix (files written by hand) count as step 0."""
-    out: dict[int, dict[str, np.ndarray]] = {}
-    for k, v in arrays.items():
-        head, _, rest = k.partition("/")
-        if head.startswith("step") and head[4:].isdigit() and rest:
-            out.setdefault(int(head[4:]), {})[rest] = v
-        else:
-            out.setdefault(0, {})[k] = v
-    return out
-
-
-def write_probe(run_dir: str | Path, name: str, result: Any, step: int) -> None:
-    """Append a ProbeResult's table rows (+ "step") to probes/<name>.jsonl, its arrays into
-    probes/<name>.npz under keys "step<step>/<key>" (the npz is rewritten atomically).
-
-    Rows of an earlier write at the same step (a resumed run probing again) are replaced, not duplicated."""
-    rd = Path(run_dir) / "probes"
-    rd.mkdir(parents=True, exist_ok=True)
-    table = result.table.copy()
-    table["step"] = int(step)
-    for k, v in (result.attrs or {}).items():
-        if isinstance(v, str | int | float | bool) and k not in table.columns:
-            table[k] = v
-    rows = [
-        {k: (None if _isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
-        for r in table.to_dict(orient="records")
-    ]
-    jl = rd / f"{name}.jsonl"
-    old, bad, torn = scan_jsonl(jl)
-    if bad:
-        moved = quarantine(jl)
-        RunDir(run_dir).add_warning(
-            f"probes/{name}.jsonl had {len(bad)} line(s) that are not rows; set aside as {moved.name}"
-        )
-    if torn or bad or any(r.get("step") == step for r in old):
-        kept = [r for r in old if r.get("step") != step]
-        atomic_write_text(jl, "".join(dumps_line(r) + "\n" for r in kept + rows))
-    else:
-        append_lines(jl, rows, point="probe_append")  # one write + one fsync for the step's rows
-    if result.arrays:
-        npz = rd / f"{name}.npz"
-        arrays = _read_npz_keeping(npz, RunDir(run_dir)) if npz.exists() else {}
-        for k, v in result.arrays.items():
-            arrays[step_key(step, k)] = np.asarray(v)
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-        atomic_write_bytes(npz, buf.getvalue())
-
-
-def _read_npz_keeping(npz: Path, rd: RunDir) -> dict[str, np.ndarray]:
-    """The arrays of an existing probe .npz that can be read safely. A damaged file (truncated, bit-flipped,
-    an object array that would need pickle) is set aside (quarantine) with a warning naming it; its
-    readable arrays are kept, so earlier steps are not silently dropped."""
-    arrays: dict[str, np.ndarray] = {}
-    damaged = False
-    try:
-        with np.load(npz, allow_pickle=False) as z:
-            for k in z.files:
-                try:
-                    arrays[k] = z[k]
-                except Exception:  # noqa: BLE001 - any unreadable member (zlib.error, BadZipFile, pickle)
-                    damaged = True
-    except Exception:  # noqa: BLE001 - not an npz at all (BadZipFile, EOFError, OSError, ValueError)
-        damaged = True
-    if damaged:
-        moved = quarantine(npz)
-        rd.add_warning(
-            f"probes/{npz.name} was damaged; set aside as {moved.name} ({len(arrays)} readable array(s) kept)"
-        )
-    return arrays
-
-
-def _isna(v: Any) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(v)) if not isinstance(v, list | tuple | dict | np.ndarray) else False
-    except (TypeError, ValueError):
-        return False
 
 
 def environment(device: str, threads: int, deterministic: bool) -> dict[str, Any]:

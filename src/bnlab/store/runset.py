@@ -23,7 +23,7 @@ import pandas as pd
 
 from bnlab.store import load_runs
 from bnlab.store.files import read_jsonl
-from bnlab.store.rundir import split_steps
+from bnlab.store.probe_files import read_probe_arrays
 
 OK_STATES = ("complete", "diverged")  # terminal states that are results
 # config columns that tell the runs of one experiment apart, in label order
@@ -244,24 +244,20 @@ class RunSet:
         return df
 
     def arrays(self, row: pd.Series, name: str, step: int | None = None) -> dict[str, np.ndarray]:
-        """probes/<name>.npz of one run at `step` (default: the first step stored), keys without the step."""
+        """The arrays of probe `name` of one run at `step` (default: the first step stored), keys without
+        the step."""
         by_step = self.array_steps(row, name)
         if step is None and by_step:
             step = min(by_step)
         return by_step.get(step, {}) if step is not None else {}
 
     def array_steps(self, row: pd.Series, name: str) -> dict[int, dict[str, np.ndarray]]:
-        """probes/<name>.npz of one run, split by the step it was measured at."""
-        path = Path(str(row["run_dir"])) / "probes" / f"{name}.npz"
-        if not path.exists():
-            return {}
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                raw = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:
-            self.note(f"run {row['run_id']}: {path.name} unreadable ({type(e).__name__}), left out")
-            return {}
-        return split_steps(raw)
+        """The arrays of probe `name` of one run, split by the step they were measured at (both layouts of
+        bnlab.store.probe_files: one file per step, or the single probes/<name>.npz of older runs)."""
+        by_step, notes = read_probe_arrays(Path(str(row["run_dir"])) / "probes", name)
+        for n in notes:
+            self.note(f"run {row['run_id']}: {n}")
+        return by_step
 
     def metrics(self, row: pd.Series) -> pd.DataFrame:
         return pd.DataFrame(read_jsonl(Path(str(row["run_dir"])) / "metrics.jsonl")[0])
