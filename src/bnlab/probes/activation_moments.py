@@ -138,10 +138,17 @@ def activation_moments(
     channels (`log10_abs_mean_sd`, `log10_std_sd`, population std). A block's paper layer is the first paper
     layer inside it ("activation at layer L" = output of the block containing L). Forward only."""
     stats, blocks = forward_block_outputs(model, inputs, modules, norm_stats)
+    return moments_result(model, stats, [(n, *channel_moments(y)) for n, y in blocks])
+
+
+def moments_result(
+    model: nn.Module, stats: str, moments: list[tuple[str, np.ndarray, np.ndarray]]
+) -> ProbeResult:
+    """activation_moments' result from each block's (name, channel means, channel stds) (`channel_moments`),
+    in block order; also used by a Monitor that takes the moments from the user's own forward."""
     paper = paper_layer_map(model)
     rows, arrays = [], {}
-    for n, y in blocks:
-        mean, std = channel_moments(y)
+    for n, mean, std in moments:
         arrays[f"{n}/mean"], arrays[f"{n}/std"] = mean, std
         with np.errstate(divide="ignore"):
             lm, ls = np.log10(np.abs(mean)), np.log10(std)
