@@ -92,6 +92,7 @@ def _late(df: pd.DataFrame) -> pd.DataFrame:
 def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     q = dict.fromkeys((v.key for v in spec.paper.values), NAN)
     s = sharpness(runs)
+    starts = []
     for norm, name in NAMES:
         g = s[s["norm"] == norm] if len(s) else s
         meds, ses, first = [], [], []
@@ -111,10 +112,13 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
             q[f"eos_ratio_{name}_se"] = max(within, between)
             q[f"eos_ratio_{name}_minus_1"] = float(np.mean(meds)) - 1
             q[f"initial_ratio_{name}"] = float(np.mean(first))
+            starts += first
         else:
             runs.note(
                 f"{'no BN' if norm == 'none' else 'BN'}: no run with >= 2 finite λ_max in its last part"
             )
+    if starts:
+        q["initial_ratio_max"] = max(starts)
     loss = losses(runs)
     inc, drop = [], []
     for _, d in loss.groupby("run_id") if len(loss) else []:
@@ -151,26 +155,27 @@ def write_fake(
     profile: str,
     *,
     plateau: float = 1.0,
+    start: float = 0.3,
     wiggle: float = 0.05,
     decay: float = 300.0,
     lrs: tuple[float, ...] = (0.02, 0.05),
     steps: int = 400,
 ) -> None:
-    """Synthetic E16 runs: λ_max rising from 0.3 to `plateau` × 2/η over the first half and hovering there
+    """Synthetic E16 runs: λ_max rising from `start` to `plateau` × 2/η over the first half and hovering there
     (± 3 %), the loss falling as exp(-t/decay) with a `wiggle` up every other step."""
     r = FakeRoot(root, profile)
     for norm in ("batch", "none"):
         for lr in lrs:
             d = r.run(
                 "E16",
-                {"model.name": "cnn_cifar", "model.norm": norm, "optim.lr": lr, "optim.momentum": 0.0},
+                {"model.name": "mlp", "model.norm": norm, "optim.lr": lr, "optim.momentum": 0.0},
                 step=steps,
             )
             rows = []
             for t in range(0, steps + 1, 25):
                 lam = (
                     (2 / lr)
-                    * min(plateau, 0.3 + (plateau - 0.3) * t / (steps / 2))
+                    * (start + (plateau - start) * min(1.0, t / (steps / 2)))
                     * (1 + 0.03 * math.sin(t))
                 )
                 for m, v in (("lambda_max", lam), ("lambda_lr", lam * lr), ("limit", 2.0)):
