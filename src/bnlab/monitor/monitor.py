@@ -42,12 +42,15 @@ import yaml
 from torch import nn
 
 from bnlab.errors import UserError
+from bnlab.monitor.forward_tap import NAME as TAPPED
+from bnlab.monitor.forward_tap import MomentsTap, tap_allowed
 from bnlab.monitor.grad_histogram import grad_histogram
 from bnlab.monitor.preserve import untouched
 from bnlab.monitor.presets import GRAD, ProbeSpec, probes_of
 from bnlab.monitor.schedule import Schedule, schedule_of
 from bnlab.monitor.writers import Writer, make_writers
 from bnlab.probes.norm_stats import unwrap_model
+from bnlab.probes.result import ProbeResult
 from bnlab.store.files import atomic_write_json, atomic_write_text
 from bnlab.store.rundir import RunDir, environment
 
@@ -103,6 +106,9 @@ class Monitor:
     loss_fn: the loss probes differentiate (default: mean cross-entropy, the probes' default).
     config: anything JSON/YAML-able the user wants kept in config.yaml under `user`.
     loss_every: record the loss given to step() every this many steps (a host read of the loss).
+    reuse_forward: take activation_moments from the user's own forward of a due step when that gives the
+        probe's result exactly (bnlab.monitor.forward_tap), instead of a second forward; False: always the
+        second forward.
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class Monitor:
         loss_fn: Any = None,
         config: dict[str, Any] | None = None,
         loss_every: int = 10,
+        reuse_forward: bool = True,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.probes: tuple[ProbeSpec, ...] = probes_of(probes)
@@ -129,10 +136,21 @@ class Monitor:
         self.last_step = -1
         self.probe_s = 0.0
         self.measured = 0
+        self.reused_forwards = 0  # measured steps whose activation_moments came from the user's forward
         self.started = time.time_ns()
         self.run_id = name or monitor_run_id(model, self.started)
         self.run_dir = Path(run_dir) if run_dir is not None else Path(runs) / self.run_id
         self.writers: list[Writer] = []
+        inner = unwrap_model(model)
+        self._tap_spec = next((p for p in self.probes if p.name == TAPPED and p.source != GRAD), None)
+        self._tap = (
+            MomentsTap(inner)
+            if reuse_forward
+            and self._tap_spec is not None
+            and tap_allowed(model, inner, self._tap_spec.options)
+            else None
+        )
+        self._moments: ProbeResult | None = None  # the last activation_moments result: the tap's blocks
         if not self.active:
             return
         if self.run_dir.exists() and any(self.run_dir.iterdir()):
@@ -168,6 +186,7 @@ class Monitor:
         self.last_step = max(self.last_step, step)
         if not self.active:
             return []
+        tapped = self._tap.take(inputs) if self._tap is not None and self._tap.armed else None
         due = self.due(step)
         if loss is not None and (due or step % self.loss_every == 0):
             value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
@@ -177,16 +196,34 @@ class Monitor:
             for w in self.writers:
                 w.scalars(step, row)
         if not due:
+            self._arm(step)
             return []
         t0 = time.perf_counter()
         with untouched(self.model):
-            results = [(p.name, self._run(p, step, inputs, targets)) for p in self.probes]
-        for name, result in results:
+            results = [
+                (
+                    p.name,
+                    tapped
+                    if p is self._tap_spec and tapped is not None
+                    else self._run(p, step, inputs, targets),
+                )
+                for p in self.probes
+            ]
+        self.reused_forwards += tapped is not None
+        for p, (name, result) in zip(self.probes, results, strict=True):
+            if p is self._tap_spec:
+                self._moments = result
             for w in self.writers:
                 w.probe(step, name, result)
+        self._arm(step)
         self.probe_s += time.perf_counter() - t0
         self.measured += 1
         return [n for n, _ in results]
+
+    def _arm(self, step: int) -> None:
+        """Hook the user's next forward for activation_moments when the next step is due."""
+        if self._tap is not None and self._moments is not None and self.due(step + 1):
+            self._tap.arm(self._moments)
 
     def _run(self, spec: ProbeSpec, step: int, inputs: torch.Tensor, targets: torch.Tensor):
         from bnlab.probes.context import ProbeContext
@@ -210,6 +247,8 @@ class Monitor:
             self.closed = True
             return self.run_dir
         self.closed = True
+        if self._tap is not None:
+            self._tap.disarm()
         for w in self.writers:
             w.close()
         steps = self.last_step + 1
