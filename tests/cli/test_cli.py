@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
@@ -133,3 +134,22 @@ def test_sweep_dry_run_prints_the_plan():
 def test_a_misspelt_task_option_names_the_valid_ones():
     code, _, err = cli("sweep", "E11a", "--dry-run", "--set", "task_options.step=300")
     assert code == 2 and "task_options.step" in err and "steps" in err, err
+
+
+def test_train_runs_the_configured_task(tmp_path):
+    """`bnlab train` with task max_lr runs the search (a summary with the largest stable lr and the trials),
+    not a plain training that ignores the task."""
+    common = ["model.depth=8", "data.name=synthetic", "data.synthetic_train=256", "data.val_size=64"]
+    sets = [a for kv in common for a in ("--set", kv)]
+    opts = ["task=max_lr", "task_options.steps=3", "task_options.iters=2", "task_options.start=0.01"]
+    sets += [a for kv in opts for a in ("--set", kv)]
+    code, out, _ = cli("train", "--runs", str(tmp_path / "runs"), *sets, "--quiet")
+    assert code == 0
+    run_dir = out.strip().splitlines()[-1]
+    summary = json.loads(open(f"{run_dir}/summary.json").read())
+    assert "max_stable_lr" in summary
+    assert os.path.exists(f"{run_dir}/probes/max_lr_trials.jsonl")
+    assert (
+        not os.path.exists(f"{run_dir}/metrics.jsonl")
+        or "train_eval" not in open(f"{run_dir}/metrics.jsonl").read()
+    )

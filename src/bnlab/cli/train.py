@@ -10,7 +10,10 @@ from bnlab.cli.arguments import add_config_args, add_runs_arg
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train one configuration (resumes if interrupted)")
+    p = sub.add_parser(
+        "train",
+        help="run one configuration's task (train, max_lr, diverging_step, rmt; resumes if interrupted)",
+    )
     add_config_args(p)
     add_runs_arg(p)
     p.add_argument(
@@ -24,8 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from bnlab.config import run_id, to_yaml
     from bnlab.errors import UserError
     from bnlab.store import RunDir, RunLock
-    from bnlab.tasks import resolve
-    from bnlab.training import run as train_run
+    from bnlab.tasks import TASKS, is_done, resolve
 
     cfg = resolve(args.config, args.overrides)
     run_dir = Path(args.runs) / run_id(cfg)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(to_yaml(cfg))
         print(f"# run id {run_id(cfg)}")
         return 0
-    if RunDir(run_dir).is_terminal():
+    if is_done(cfg, run_dir):
         sys.stderr.write(f"bnlab: {run_dir} is already {RunDir(run_dir).state()}; nothing to do\n")
         print(run_dir)
         return 0
@@ -42,7 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if not lock.acquire():
         raise UserError(f"run {run_dir} is being trained by another live process (lock file {lock.path})")
     try:
-        status = train_run(cfg, run_dir, progress=not args.quiet)
+        # the configured task (a max_lr search, a diverging-step scan, ...), not always a training
+        TASKS.get(cfg.task).run(cfg, run_dir, progress=not args.quiet)
+        status = RunDir(run_dir).status()
     except UserError:
         lock.release()
         if not existed:  # refused before anything was written: leave no empty run directory behind
