@@ -1,7 +1,8 @@
 """Which probes a Monitor runs at a measured step: a preset name or a list of probe names / (name, options).
 
     cheap  gradient_histogram from the user's `.grad` (no extra backward), layer_stats (grad/weight norms,
-           update ratio of the coming SGD step), activation_moments (one no-grad forward).
+           update ratio of the coming SGD step), activation_moments (one no-grad forward at the first measurement,
+           then taken from the user's own forward when that is exact: bnlab.monitor.forward_tap).
     full   cheap + kernel_alignment (E8 Table 1 ratios), gradient_spectrum (E9 ranks) and hessian_top_eig
            (λ_max on the step's minibatch by Lanczos with full reorthogonalization, method lanczos_reorth:
            it stops at the first Krylov step whose Ritz pair has ‖Hv − λv‖ ≤ 1e-3·|λ|, 20 Hessian-vector
@@ -17,6 +18,9 @@ bench/RESULTS.md, "Monitor overhead"):
   CPU (1.14x wall; its cost is activation_moments' extra forward, ~0.15 of ~0.31 s CPU per measurement
   against a 0.256 s CPU training step), full/100 1.49x CPU (1.50x wall; λ_max in 10 HVPs instead of 21,
   λ 24.158016 vs ARPACK's 24.158043).
+  after per-step probe files and activation_moments from the loop's own forward (bnlab.monitor.forward_tap;
+  2026-12-06, same VM but oversubscribed, load ~8, 3 repeats): cheap/10 1.00x CPU (0.98-1.09 over repeats),
+  full/100 1.26x CPU (1.08-1.35); noisy, to be re-measured on a quiet machine.
 """
 
 from __future__ import annotations
