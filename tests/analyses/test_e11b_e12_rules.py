@@ -36,7 +36,9 @@ CASES = [
     ("E12b", {"nobn_accs": (0.52, 0.51, 0.50)}, "partly", ">= 0.1"),  # 0.2
     ("E12b", {"nobn_accs": (0.49, 0.50, 0.50)}, "not", ""),  # -0.1: smaller batches are worse
     ("E12b", {"bn_max": 0.01}, "inconclusive", GAP),  # the same largest stable lr
-    ("E12b", {"nobn_lr": 0.05}, "inconclusive", "nobn_lr_over_nobn_max_lr"),  # no BN trained above its max
+    ("E12b", {"nobn_lr_scale": 5.0}, "inconclusive", "nobn_lr_over_own_max_high"),  # above its own max
+    ("E12b", {"nobn_lr_scale": 0.3}, "inconclusive", "nobn_lr_over_own_max_low"),  # far below it
+    ("E12b", {"diverged": 8}, "inconclusive", "nobn_diverged_share"),  # the smallest batch diverged
     ("E12b", {"bn_epochs": 60.0}, "inconclusive", "same_budget"),  # BN trained twice as long
     ("E12b", {"bn_acc": 0.51}, "inconclusive", "bn_minus_nobn_largest_batch"),  # no gap to close
     # E12c: no BN's top-class share (balanced) and max lr balanced / default; BN's max lr `bn_lr`
@@ -85,9 +87,13 @@ def test_the_measured_gap_is_reported_beside_the_verdict(sid, kw, gap, tmp_path)
 
 def test_e12b_matching_batch_and_noise_scales_follow_the_configs(tmp_path):
     q = {r.key: r.ours for r in section("E12b", {}, tmp_path).rows}
-    # cpu: no BN at 0.01, BN at 0.1 with |B| 128, both momentum 0.9: 0.01 x 128 / 0.1
-    assert q["matching_batch_size"] == pytest.approx(12.8, rel=1e-12)
+    # cpu spec: no BN's largest training lr 0.005, BN at 0.1 with |B| 128, both momentum 0.9: 0.005 x 128 / 0.1
+    assert q["matching_batch_size"] == pytest.approx(6.4, rel=1e-12)
     assert q["bn_noise_scale"] == pytest.approx(0.1 / (0.1 * 128), rel=1e-12)
-    assert q["noise_scale_smallest_batch"] == pytest.approx(0.01 / (0.1 * 8), rel=1e-12)
-    assert q["nobn_lr_over_nobn_max_lr"] == pytest.approx(1.0) and q["same_budget"] == 1.0
+    # the synthetic |B| 8 run: half its own max 0.004
+    assert q["noise_scale_smallest_batch"] == pytest.approx(0.002 / (0.1 * 8), rel=1e-12)
+    assert q["nobn_lr_over_own_max_low"] == pytest.approx(0.5) and q[
+        "nobn_lr_over_own_max_high"
+    ] == pytest.approx(0.5)
+    assert q["same_budget"] == 1.0 and q["nobn_diverged_share"] == 0.0
     assert q["gap_closed_by_smallest_batch"] == pytest.approx(0.5, rel=1e-9)
