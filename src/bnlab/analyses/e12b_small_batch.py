@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from bnlab.analyses.fake import FakeRoot
 from bnlab.analyses.lr_design import thresholds, training_runs
@@ -162,13 +163,23 @@ def small_batch(runs: RunSet, spec: Spec) -> Figure:
         if (~good).any():
             runs.note(f"{int((~good).sum())} runs without a finite test accuracy left out")
         order = np.argsort(x[good])
-        name = ", ".join(sorted({runs.label(row, ["model.norm", "optim.lr"]) for _, row in ok.iterrows()}))
-        ax.plot(x[good][order], y[good][order], marker, color=colour, label=name)
-        for xi, yi, b in zip(x[good], y[good], ok["optim.batch_size"].to_numpy()[good]):
-            ax.annotate(f"|B|={b}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.plot(
+            x[good][order], y[good][order], marker, color=colour, label=runs.label(ok.iloc[0], ["model.norm"])
+        )
+        for xi, yi, b, lr in zip(
+            x[good], y[good], ok["optim.batch_size"].to_numpy()[good], ok["optim.lr"].to_numpy()[good]
+        ):
+            ax.annotate(
+                f"|B| {b}, lr {float(lr):.3g}",
+                (xi, yi),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         if norm == "batch" and good.any():
             ax.axvline(float(x[good][0]), color=colour, ls=":", lw=1)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("noise scale α / ((1 − m)|B|)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("test accuracy vs SGD noise scale (same epochs)")
