@@ -4,6 +4,9 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests never download: a missing dataset is a clear error, not a network wait (a CI machine whose network
+# stalls instead of refusing once held the suite for an hour). Tests that download pass file:// urls.
+os.environ["BNLAB_OFFLINE"] = "1"
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

@@ -131,3 +131,15 @@ def test_cli_subcommand(tmp_path, capsys, monkeypatch):
     assert "MiB" in out.err
     with pytest.raises(SystemExit):
         parser.parse_args(["data", "download", "imagenet"])
+
+
+def test_offline_never_downloads_and_names_the_fix(tmp_path, monkeypatch):
+    from bnlab.data import locate_or_download
+    from bnlab.errors import UserError
+
+    monkeypatch.delenv("BNLAB_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BNLAB_OFFLINE", "1")
+    with pytest.raises(UserError, match="BNLAB_OFFLINE.*data.root"):
+        locate_or_download("cifar10", tmp_path / "nowhere")
+    assert not (tmp_path / "home").exists()  # nothing made: no cache folder, no partial archive

@@ -143,12 +143,15 @@ def test_probe_only_run(tmp_path, tiny_overrides):
     assert (d / "probes" / "output_bias.jsonl").exists()
 
 
-def test_missing_data_writes_nothing(tmp_path):
+def test_missing_data_writes_nothing(tmp_path, monkeypatch):
     cfg = resolve(None, ["data.root=" + str(tmp_path / "nowhere"), "model.depth=8"])
     from bnlab.errors import UserError
 
-    os.environ.pop("BNLAB_DATA", None)
-    with pytest.raises(UserError):
+    # hermetic: neither a real copy in ~/.cache/bnlab (a full training run) nor the network (a download)
+    monkeypatch.delenv("BNLAB_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BNLAB_OFFLINE", "1")
+    with pytest.raises(UserError, match="data.root"):
         run(cfg, tmp_path / "runs" / run_id(cfg), progress=False)
     assert not (tmp_path / "runs").exists()
 

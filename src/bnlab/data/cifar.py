@@ -359,10 +359,17 @@ def download(
 
 def locate_or_download(name: str, root: str | os.PathLike[str] | None = None) -> Path:
     """The CIFAR `name` copy under `root` / $BNLAB_DATA / ~/.cache/bnlab, downloaded once (md5-checked) when
-    missing; where that fails (no network, disk full) a UserError says how to point data.root at a copy."""
+    missing (never with $BNLAB_OFFLINE set); where that fails (no network, disk full) a UserError says how to
+    point data.root at a copy."""
     try:
         return locate(name, root)
     except DataError:
+        if os.environ.get("BNLAB_OFFLINE", "") not in ("", "0"):
+            raise UserError(
+                f"{name} was not found and BNLAB_OFFLINE is set, so it is not downloaded; point data.root "
+                f"(--set data.root=DIR) at a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}"
+                "-batches-py/ (offline: python ../shared/data/make_cifar10.py DIR makes one)"
+            ) from None
         sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
     try:
         return download(name, root)
