@@ -27,7 +27,7 @@ SPEC = find_specs(["E13"])[0]
 SEEDS = (0, 1, 2)
 
 
-def verdict(root: Path, tmp_path: Path) -> str:
+def verdict(root: Path, tmp_path: Path) -> tuple[str, str]:
     (tmp_path / "fig").mkdir(exist_ok=True)
     sec = collect_section(SPEC, RunSet.open(root), root, "cpu", tmp_path / "fig", {})
     return sec.verdict.verdict, sec.verdict.reason
