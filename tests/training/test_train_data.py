@@ -16,6 +16,12 @@ def _missing(name, root=None):
     raise DataError(f"{name} not found")
 
 
+@pytest.fixture(autouse=True)
+def _online(monkeypatch):
+    """These tests replace `download` itself, so the suite's BNLAB_OFFLINE (no real downloads) is lifted."""
+    monkeypatch.delenv("BNLAB_OFFLINE", raising=False)
+
+
 def test_train_downloads_missing_cifar_then_runs(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(bnlab.data.cifar, "locate", _missing)

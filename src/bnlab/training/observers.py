@@ -29,7 +29,7 @@ from torch import nn
 
 from bnlab.config import Config
 from bnlab.store.files import atomic_write_bytes
-from bnlab.store.rundir import write_probe
+from bnlab.store.rundir import ProbeWriter
 from bnlab.training.divergence import DivergenceCheck
 
 
@@ -110,6 +110,7 @@ class ProbeSchedules(Observer):
     def start(self, ctx: RunContext) -> None:
         super().start(ctx)
         self.schedules = [(p, p.steps(ctx.total)) for p in ctx.cfg.probes]
+        self.writer = ProbeWriter(ctx.run_dir)  # one per run: a write reads the file only if someone else wrote
 
     def due(self, step: int) -> bool:
         return any(step in steps for _, steps in self.schedules)
@@ -117,7 +118,7 @@ class ProbeSchedules(Observer):
     def after_backward(self, step: int, lr: float) -> None:
         for sched, steps in self.schedules:
             if step in steps:
-                write_probe(self.ctx.run_dir, sched.name, self._run(sched, step, lr), step=step)
+                self.writer.write(sched.name, self._run(sched, step, lr), step=step)
 
     def after_training(self, step: int, lr: float) -> None:
         if self.due(step):
@@ -149,6 +150,10 @@ class LayerStats(Observer):
     def __init__(self, every: int) -> None:
         self.every = every
 
+    def start(self, ctx: RunContext) -> None:
+        super().start(ctx)
+        self.writer = ProbeWriter(ctx.run_dir)
+
     def due(self, step: int) -> bool:
         return step % self.every == 0
 
@@ -158,7 +163,7 @@ class LayerStats(Observer):
             from bnlab.probes.layer_stats import layer_stats
 
             ctx = ProbeContext(step=step, optimizer=self.ctx.optimizer, lr=lr)
-            write_probe(self.ctx.run_dir, "layer_stats", layer_stats(self.ctx.model, ctx=ctx), step=step)
+            self.writer.write("layer_stats", layer_stats(self.ctx.model, ctx=ctx), step=step)
 
 
 class TensorBoard(Observer):
