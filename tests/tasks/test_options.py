@@ -67,3 +67,28 @@ def test_train_ignores_task_options():
     """Specs that cross `task: [train, max_lr]` give their train runs the max_lr options (and run ids)."""
     cfg = validate({"task": "train", "task_options": {"steps": 20}})
     assert check(cfg) is cfg
+
+
+def test_max_lr_trials_run_at_constant_lr_without_warmup():
+    """A profile's warmup must not reach the max-lr trials: ramping a 100-step trial from 1 % of its lr made
+    E1's search call 0.115 stable for a net that diverges at 0.0115 at constant lr."""
+    from bnlab.config import resolve, run_id
+    from bnlab.tasks.max_lr_task import trial_config
+
+    plain = resolve(None, ["model.depth=8", "task=max_lr"])
+    warm = resolve(
+        None,
+        ["model.depth=8", "task=max_lr", "optim.warmup.kind=linear", "optim.warmup.steps=100",
+         "optim.warmup.factor=0.01", "optim.milestones=[0.75, 0.9]"],
+    )  # fmt: skip
+    a, b = trial_config(plain, 0.3, 0, 20), trial_config(warm, 0.3, 0, 20)
+    assert b.optim.warmup.kind == "none" and b.optim.schedule == "constant" and b.optim.lr == 0.3
+    # configs without warmup keep the trial ids they had (committed searches are not rerun)
+    raw = plain.model_dump(mode="json")
+    raw.update(task="train", task_options={}, probes=[])
+    raw["optim"].update(lr=0.3, schedule="constant")
+    raw["train"].update(seed=0, steps=20, epochs=None, evaluate=False, checkpoint_every=1e9)
+    assert run_id(a) == run_id(validate(raw))
+    from bnlab.training.schedules import lr_at  # the lr each trial step actually uses
+
+    assert [lr_at(s, 20, b.optim) for s in (0, 10, 19)] == [0.3, 0.3, 0.3]
