@@ -366,16 +366,20 @@ def locate_or_download(name: str, root: str | os.PathLike[str] | None = None) ->
     except DataError:
         if os.environ.get("BNLAB_OFFLINE", "") not in ("", "0"):
             raise UserError(
-                f"{name} was not found and BNLAB_OFFLINE is set, so it is not downloaded; point data.root "
-                f"(--set data.root=DIR) at a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}"
-                "-batches-py/ (offline: python ../shared/data/make_cifar10.py DIR makes one)"
+                f"{name} was not found and BNLAB_OFFLINE is set, so it is not downloaded; {_point_at_copy(name)}"
             ) from None
         sys.stderr.write(f"bnlab: {name} not found; downloading it\n")
     try:
         return download(name, root)
     except Exception as e:  # noqa: BLE001 - no network, disk full, ...: one sentence for the user
         raise UserError(
-            f"{name} was not found and could not be downloaded ({type(e).__name__}); point data.root "
-            f"(--set data.root=DIR) at a folder holding {'cifar-10' if name == 'cifar10' else 'cifar-100'}"
-            "-batches-py/ (offline: python ../shared/data/make_cifar10.py DIR makes one)"
+            f"{name} was not found and could not be downloaded ({type(e).__name__}); {_point_at_copy(name)}"
         ) from None
+
+
+def _point_at_copy(name: str) -> str:
+    """How to point bnlab at a local copy (the end of both errors of `locate_or_download`)."""
+    return (
+        f"point data.root (--set data.root=DIR) at a folder holding {_spec(name).folder}/ "
+        "(offline: python ../shared/data/make_cifar10.py DIR makes one)"
+    )
