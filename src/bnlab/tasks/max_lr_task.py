@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from bnlab.config import Config, run_id, to_yaml, validate
+from bnlab.config import Config, WarmupConfig, run_id, to_yaml, validate
 from bnlab.probes.result import ProbeResult
 from bnlab.store import RunDir, write_probe
 from bnlab.store.files import atomic_write_json, atomic_write_text, read_json
@@ -38,7 +38,7 @@ def trial_config(cfg: Config, lr: float, seed: int, steps: int) -> Config:
     raw["task_options"] = {}
     # constant means constant: no warmup either (a profile's warmup ramped a 100-step trial from 1 % of its
     # lr, and E1's search then called 0.115 stable for a net that diverges at 0.0115 without it)
-    raw["optim"].update(lr=lr, schedule="constant", warmup={"kind": "none", "steps": 0, "factor": 0.1})
+    raw["optim"].update(lr=lr, schedule="constant", warmup=WarmupConfig().model_dump(mode="json"))
     raw["train"].update(seed=seed, steps=steps, epochs=None, evaluate=False, checkpoint_every=1e9)
     raw["probes"] = []
     return validate(raw)
