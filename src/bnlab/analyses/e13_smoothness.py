@@ -117,13 +117,13 @@ def log_sd(t: pd.DataFrame) -> float:
     return float(np.log10(v).std(ddof=1)) if len(v) > 1 else NAN
 
 
-def paired_seeds(runs: RunSet, a: dict[int, pd.Series], b: dict[int, pd.Series]) -> pd.DataFrame:
-    """One row per seed present in both arms: steps (paired probe steps with a finite β ratio) and, per
-    quantity in SUMMARY, the mean and the over-steps standard error of log10(a / b) over that seed's
-    paired steps."""
+def paired_seeds(a: dict[int, pd.DataFrame], b: dict[int, pd.DataFrame]) -> pd.DataFrame:
+    """One row per seed present in both arms (their `per_step` tables by seed): steps (paired probe steps
+    with a finite β ratio) and, per quantity in SUMMARY, the mean and the over-steps standard error of
+    log10(a / b) over that seed's paired steps."""
     rows = []
     for seed in sorted(set(a) & set(b)):
-        ta, tb = per_step(runs, a[seed]), per_step(runs, b[seed])
+        ta, tb = a[seed], b[seed]
         row: dict[str, float] = {"seed": seed, "steps": float(len(log_ratio(ta, tb, "beta_max")))}
         for col in SUMMARY:
             row[col], row[f"{col}_se"] = mean_se(log_ratio(ta, tb, col))
@@ -166,7 +166,8 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     for key, only in (("BN", set(a["bn"]) - set(a["nobn"])), ("no BN", set(a["nobn"]) - set(a["bn"]))):
         if only:
             runs.note(f"seed(s) {sorted(only)} of {key} have no partner in the other arm: left out")
-    t = paired_seeds(runs, a["nobn"], a["bn"])
+    tables = {k: {s: per_step(runs, row) for s, row in arm.items()} for k, arm in a.items()}  # read once
+    t = paired_seeds(tables["nobn"], tables["bn"])
     short = t[t["steps"] < 3]
     if len(short):
         runs.note(f"seed(s) {short['seed'].tolist()} have fewer than 3 paired probe steps: left out")
@@ -183,8 +184,8 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     elif len(t) == 1:
         runs.note("standard errors over the probe steps of one seed (not independent: a lower bound)")
     kept = [int(s) for s in t["seed"]]
-    for name, arm in (("bn", a["bn"]), ("nobn", a["nobn"])):
-        steps = [per_step(runs, arm[s]) for s in kept]
+    for name in ("bn", "nobn"):
+        steps = [tables[name][s] for s in kept]
         v = np.concatenate([x["beta_max"].to_numpy(float) for x in steps]) if steps else np.array([])
         q[f"beta_median_{name}"] = float(np.nanmedian(v)) if np.isfinite(v).any() else NAN
         sds = np.array([log_sd(x) for x in steps])
@@ -194,7 +195,7 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     fair = 1 / 3 - 1e-9 <= q["nobn_lr_over_max"] <= 1 + 1e-9 and q["bn_lr_over_nobn_max"] >= 3
     q["design_at_risk"] = float(bool(kept and complete and fair))
     if "nobn_same_lr" in a:
-        same = paired_seeds(runs, a["nobn_same_lr"], a["bn"])
+        same = paired_seeds(tables["nobn_same_lr"], tables["bn"])
         q["same_lr_steps"] = float(same["steps"].sum())
         q["log10_beta_ratio_same_lr"] = over_seeds(same[same["steps"] > 0], "beta_max")[0]
     return q
