@@ -38,6 +38,10 @@ def verdict(root, tmp_path):
         ({}, "reproduced", ""),
         ({"nobn_shared": 0.60}, "partly", "outside"),  # BN 10 points better at the same lr: equivalence fails
         ({"nobn_shared": 0.60, "bn_large": 0.70, "nobn_large": "complete"}, "not", ""),  # every part fails
+        # no BN trains at the large lr (50 % test accuracy): rule (i) fails, the others hold
+        ({"nobn_large": "complete"}, "partly", ""),
+        # no BN at the large lr ends at chance without blowing up: it cannot train there either
+        ({"nobn_large": "complete", "nobn_large_acc": 0.1}, "reproduced", ""),
         ({"nobn_max": 0.05}, "inconclusive", "design"),  # gap 18x < 30: the claim was never at risk
         ({"nobn_max": None}, "inconclusive", "design"),  # thresholds not measured
         ({"curve": RISING}, "inconclusive", "plateau"),  # the accuracies were still moving
@@ -61,3 +65,16 @@ def test_e1_uncertainty_counts_seed_spread_and_binomial_error(tmp_path):
     assert q["bn_minus_nobn_shared_lr"] == pytest.approx(0.0, abs=1e-9)
     assert q["bn_minus_nobn_shared_lr_se"] == pytest.approx(math.sqrt(binom), rel=1e-9)
     assert q["shared_lr_pairs"] == 3 and q["design_at_risk"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "state,acc,diverged,chance",
+    [("diverged", 0.5, 1.0, 0.0), ("complete", 0.1, 0.0, 1.0), ("complete", 0.105, 0.0, 1.0), ("complete", 0.107, 0.0, 0.0)],
+)
+def test_e1_large_lr_failure_counts_divergence_and_chance(state, acc, diverged, chance, tmp_path):
+    # chance on 10,000 test images: 10 % + 2 sqrt(0.1 * 0.9 / 10,000) = 10.6 %; above it the run learned something
+    root = make(tmp_path / "runs", nobn_large=state, nobn_large_acc=acc)
+    q = analysis(SPEC).quantities(RunSet.open(root).experiment("E1", "cpu"), SPEC)
+    assert q["nobn_large_lr_diverged_share"] == diverged
+    assert q["nobn_large_lr_chance_share"] == chance
+    assert q["nobn_large_lr_failed_share"] == diverged + chance

@@ -6,7 +6,9 @@ no-BN's and BN's largest stable lr; the training lrs then have roles — `large`
 smallest. The claim is at risk only if BN's max is >= 30x no-BN's, the large lr >= 10x no-BN's max and the
 shared lr <= no-BN's max (`design_at_risk`); otherwise the verdict is inconclusive. Accuracy differences
 carry a standard error from the seed spread and the binomial error of each test accuracy; a rule about
-accuracies counts only where the runs reached a plateau (`plateaued`).
+accuracies counts only where the runs reached a plateau (`plateaued`). "No BN cannot train at the large lr"
+counts a run that diverged (loss > 10^3 x its start) and one that ended at chance (a warmed-up lr can drive the
+unnormalized net to a constant output instead of blowing it up): both are reported, the rule uses the sum.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bnlab.analyses.lr_design import lr_roles, nobn_max, plateau_table, threshol
 from bnlab.analyses.max_lr_table import fake_max_lr_run
 from bnlab.analyses.select import NAN, diverged_note, mean, need_runs, pct_of_training
 from bnlab.analyses.spec import Spec
+from bnlab.data.cifar import SPECS as CIFAR
 from bnlab.figures import lr_curves as plot
 from bnlab.store.runset import RunSet
 
@@ -34,6 +37,15 @@ def _test_sizes(df: pd.DataFrame) -> np.ndarray:
     name = df.get("data.name", pd.Series("cifar10", index=df.index)).astype(str)
     synth = pd.to_numeric(df.get("data.synthetic_test", pd.Series(np.nan, index=df.index)), errors="coerce")
     return np.where(name == "synthetic", synth, 10_000).astype(float)
+
+
+def _at_chance(df: pd.DataFrame) -> np.ndarray:
+    """Complete runs whose final test accuracy is within 2 binomial standard errors of chance (1 / classes)."""
+    name = df.get("data.name", pd.Series("cifar10", index=df.index)).astype(str)
+    chance = 1.0 / np.array([CIFAR[n].num_classes if n in CIFAR else 10 for n in name], dtype=float)
+    acc = pd.to_numeric(df.get("summary.test_acc", pd.Series(np.nan, index=df.index)), errors="coerce")
+    se = np.sqrt(chance * (1 - chance) / _test_sizes(df))
+    return ((df["state"] == "complete") & (acc.to_numpy() <= chance + 2 * se)).to_numpy()
 
 
 def _accs(runs: RunSet, norm: str, lr: float) -> pd.DataFrame:
@@ -101,6 +113,10 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
         else r
     )
     q["nobn_large_lr_diverged_share"] = float((big["state"] == "diverged").mean()) if len(big) else NAN
+    q["nobn_large_lr_chance_share"] = float(_at_chance(big).mean()) if len(big) else NAN
+    q["nobn_large_lr_failed_share"] = (
+        q["nobn_large_lr_diverged_share"] + q["nobn_large_lr_chance_share"] if len(big) else NAN
+    )
     bn_l, bn_s, nb_s = _accs(runs, "batch", large), _accs(runs, "batch", shared), _accs(runs, "none", shared)
     q["test_acc_bn_large_lr"] = mean(bn_l["acc"])
     q["test_acc_bn_shared_lr"] = mean(bn_s["acc"])
@@ -207,6 +223,7 @@ def write_fake(
     nobn_shared: float = 0.70,
     bn_large: float = 0.80,
     nobn_large: str = "diverged",
+    nobn_large_acc: float = 0.5,
     curve: list[float] = PLATEAU,
     seeds: int = 3,
     spread: float = 0.0,
@@ -214,7 +231,8 @@ def write_fake(
 ) -> None:
     """Synthetic E1 runs: max_lr arms (BN 0.9, no BN `nobn_max`; None: not measured), BN at the large lr 0.1,
     both norms at the shared lr 0.003 (`seeds` paired seeds, accuracy + 0.003 per seed, no BN's ± `spread`
-    alternating), 5e-4 for both when `small`, no BN at 0.1 in state `nobn_large`; every training run's
+    alternating), 5e-4 for both when `small`, no BN at 0.1 in state `nobn_large` (if complete: test accuracy
+    `nobn_large_acc`); every training run's
     train_eval accuracy follows `curve`."""
     r = FakeRoot(root, profile)
     base = {
@@ -248,7 +266,7 @@ def write_fake(
         state=nobn_large,
         step=3,
         reason="loss 1e4 > 1e3" if diverged else None,
-        summary=None if diverged else {"test_acc": 0.5, "train_acc": 0.6},
+        summary=None if diverged else {"test_acc": nobn_large_acc, "train_acc": 0.6},
     )
     metrics(d, [0.1, 0.1], diverge=diverged, epochs=60.0)
 
