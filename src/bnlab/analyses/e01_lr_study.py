@@ -113,7 +113,10 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
         else r
     )
     q["nobn_large_lr_diverged_share"] = float((big["state"] == "diverged").mean()) if len(big) else NAN
-    q["nobn_large_lr_chance_share"] = float(_at_chance(big).mean()) if len(big) else NAN
+    chance = _at_chance(big)
+    q["nobn_large_lr_chance_share"] = float(chance.mean()) if len(big) else NAN
+    if chance.any():
+        runs.note(f"no BN at the large lr: {int(chance.sum())} run(s) ended at chance accuracy without diverging")
     q["nobn_large_lr_failed_share"] = (
         q["nobn_large_lr_diverged_share"] + q["nobn_large_lr_chance_share"] if len(big) else NAN
     )
