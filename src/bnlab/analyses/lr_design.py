@@ -80,7 +80,8 @@ def plateaued(row: pd.Series, m: pd.DataFrame) -> tuple[bool | None, str]:
 
 
 def plateau_table(runs: RunSet) -> pd.DataFrame:
-    """One row per complete training run: norm, lr, seed, plateau (bool), why."""
+    """One row per complete training run: norm, lr, seed, plateau (bool), why; a note per run gives the
+    evidence either way (the report lists it under the experiment's figures)."""
     rows = []
     r = training_runs(runs)
     for _, row in r[r["state"] == "complete"].iterrows():
@@ -95,6 +96,7 @@ def plateau_table(runs: RunSet) -> pd.DataFrame:
                 "why": why,
             }
         )
-        if not flag:
-            runs.note(f"run {row['run_id']} ({runs.label(row)}) did not reach a plateau: {why}")
+        seed = f", seed {row['train.seed']}" if "train.seed" in row.index else ""
+        state = "reached a plateau" if flag else "did not reach a plateau"
+        runs.note(f"run {row['run_id']} ({runs.label(row)}{seed}) {state}: {why}")
     return pd.DataFrame(rows, columns=["run_id", "norm", "lr", "seed", "plateau", "why"])
