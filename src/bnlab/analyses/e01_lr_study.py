@@ -181,6 +181,9 @@ def lr_curves(runs: RunSet, spec: Spec) -> Figure:
 def lr_final_table(runs: RunSet, spec: Spec) -> Figure:
     """E1: final test accuracy per (norm, lr), mean ± std over seeds; diverged runs hatched, not averaged."""
     r = need_runs(runs, "lr_final_table", training_runs(runs))
+    # BN first, then no BN; each from the largest lr down (the order of the paper's claim)
+    r = r.assign(_bn=r.get("model.norm") != "batch", _lr=-pd.to_numeric(r.get("optim.lr"), errors="coerce"))
+    r = r.sort_values(["_bn", "_lr"], kind="stable").drop(columns=["_bn", "_lr"])
     labels = runs.labels(r, exclude=("train.seed", "task"))
     rows = []
     for label in dict.fromkeys(labels):
