@@ -258,6 +258,13 @@ def collect_section(
                 stem = f"{stem_prefix}{spec.id}_{name}"
                 figures.append(render_figure(name, fn, runs, spec, figures_dir, stem, profile == "smoke"))
             q, notes = measure(spec, runs)
+    old = root_runs.superseded(tag)
+    if len(old):
+        notes.append(
+            f"{len(old)} run(s) of an earlier plan of {tag} in this root are left out (meta.json 'superseded'; "
+            f"rerun that plan to bring them back): {', '.join(map(str, old['run_id'][:6]))}"
+            + (", …" if len(old) > 6 else "")
+        )
     rows = [Row(v.label, v.key, _finite(q.get(v.key)), v.paper, v.source) for v in paper.values]
     rule_verdict = None
     if paper.rule is None:

@@ -135,6 +135,14 @@ class RunSet:
             return r.iloc[0:0]
         return r[r["meta.experiments"].apply(lambda v: tag in experiments_of(v))]
 
+    def superseded(self, tag: str) -> pd.DataFrame:
+        """Runs that belonged to `tag` under an earlier plan (meta.json `superseded`; see
+        bnlab.sweeps.local.retire_membership): kept on disk, not part of the experiment."""
+        r = self.runs
+        if not len(r) or "meta.superseded" not in r.columns:
+            return r.iloc[0:0]
+        return r[r["meta.superseded"].apply(lambda v: tag in experiments_of(v))]
+
     def experiment(self, exp_id: str, profile: str, needs: Sequence[str] = ()) -> RunSet:
         """The runs tagged `<exp_id>/<profile>`; `needs`: other experiments this one may read with of()."""
         base = self.root or self

@@ -112,12 +112,41 @@ def mark_failed(run_dir: Path, reason: str) -> None:
 
 
 def record_membership(run_dir: Path, tags: list[str]) -> None:
-    """meta.json: which experiments (id/profile) a run belongs to (not part of its id)."""
+    """meta.json: which experiments (id/profile) a run belongs to (not part of its id); a tag planned again
+    leaves the run's `superseded` list."""
     meta = read_json(run_dir / "meta.json", {}) or {}
     have = list(meta.get("experiments", []))
     new = [t for t in tags if t not in have]
+    old = list(meta.get("superseded", []))
     if new:
-        atomic_write_json(run_dir / "meta.json", {**meta, "experiments": have + new})
+        meta = {**meta, "experiments": have + new}
+        if any(t in old for t in new):
+            meta["superseded"] = [t for t in old if t not in new]
+        atomic_write_json(run_dir / "meta.json", meta)
+
+
+def retire_membership(root: Path, planned: dict[str, set[str]]) -> dict[str, list[str]]:
+    """Runs under `root` tagged with an experiment of this sweep (`planned`: tag -> the run ids of its current
+    plan) that the plan no longer has — an earlier grid, or other --set values — would otherwise be mixed into
+    its report. Their tag moves to meta.json's `superseded` list; the runs stay on disk, and a plan that asks
+    for them again tags them again. Returns {tag: the run ids retired}."""
+    retired: dict[str, list[str]] = {}
+    for path in sorted(root.glob("*/meta.json")) if planned else ():
+        meta = read_json(path, {}) or {}
+        have = list(meta.get("experiments", []))
+        gone = [t for t in have if t in planned and path.parent.name not in planned[t]]
+        if not gone:
+            continue
+        old = list(meta.get("superseded", []))
+        meta = {
+            **meta,
+            "experiments": [t for t in have if t not in gone],
+            "superseded": old + [t for t in gone if t not in old],
+        }
+        atomic_write_json(path, meta)
+        for t in gone:
+            retired.setdefault(t, []).append(path.parent.name)
+    return retired
 
 
 def run_one(cfg: Config, run_dir: Path, *, retry_failed: bool, progress: bool) -> str | None:

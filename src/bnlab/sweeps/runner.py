@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bnlab.analyses.spec import Spec
 from bnlab.config import Config, run_id
 from bnlab.errors import UserError
+from bnlab.sweeps.local import retire_membership
 from bnlab.sweeps.plan import Eta, estimate_run_seconds, fmt_seconds
 from bnlab.tasks import check, is_done
 
@@ -104,6 +105,17 @@ def run_specs(
         configs.setdefault(rid, c)
         tags.setdefault(rid, []).append(f"{s.id}/{profile}")
     ordered = list(configs)
+    planned: dict[str, set[str]] = {}
+    for rid, ts in tags.items():
+        for t in ts:
+            planned.setdefault(t, set()).add(rid)
+    for tag, ids in retire_membership(root, planned).items():
+        shown = ", ".join(ids[:4]) + (", …" if len(ids) > 4 else "")
+        console.print(
+            f"{tag}: {len(ids)} run(s) of an earlier plan ({shown}) are no longer part of it: kept on disk, "
+            "left out of its report (meta.json 'superseded')",
+            highlight=False,
+        )
     run = get_executor(executor)
     eta = Eta(estimates)
     with Progress(
