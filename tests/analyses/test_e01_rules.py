@@ -69,7 +69,12 @@ def test_e1_uncertainty_counts_seed_spread_and_binomial_error(tmp_path):
 
 @pytest.mark.parametrize(
     "state,acc,diverged,chance",
-    [("diverged", 0.5, 1.0, 0.0), ("complete", 0.1, 0.0, 1.0), ("complete", 0.105, 0.0, 1.0), ("complete", 0.107, 0.0, 0.0)],
+    [
+        ("diverged", 0.5, 1.0, 0.0),
+        ("complete", 0.1, 0.0, 1.0),
+        ("complete", 0.105, 0.0, 1.0),
+        ("complete", 0.107, 0.0, 0.0),
+    ],
 )
 def test_e1_large_lr_failure_counts_divergence_and_chance(state, acc, diverged, chance, tmp_path):
     # chance on 10,000 test images: 10 % + 2 sqrt(0.1 * 0.9 / 10,000) = 10.6 %; above it the run learned something

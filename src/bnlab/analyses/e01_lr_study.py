@@ -116,7 +116,9 @@ def quantities(runs: RunSet, spec: Spec) -> dict[str, float]:
     chance = _at_chance(big)
     q["nobn_large_lr_chance_share"] = float(chance.mean()) if len(big) else NAN
     if chance.any():
-        runs.note(f"no BN at the large lr: {int(chance.sum())} run(s) ended at chance accuracy without diverging")
+        runs.note(
+            f"no BN at the large lr: {int(chance.sum())} run(s) ended at chance accuracy without diverging"
+        )
     q["nobn_large_lr_failed_share"] = (
         q["nobn_large_lr_diverged_share"] + q["nobn_large_lr_chance_share"] if len(big) else NAN
     )

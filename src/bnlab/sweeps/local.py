@@ -111,18 +111,23 @@ def mark_failed(run_dir: Path, reason: str) -> None:
     rd.set_status("failed", rd.status().get("step", 0), reason=reason[:300])
 
 
+def _moved(meta: dict, tags: list[str], src: str, dst: str) -> dict:
+    """meta.json with `tags` appended to its list `dst` (once each) and taken out of its list `src` (a `src`
+    list it did not have is not added)."""
+    have = list(meta.get(dst, []))
+    out = {**meta, dst: have + [t for t in tags if t not in have]}
+    if src in meta:
+        out[src] = [t for t in meta[src] if t not in tags]
+    return out
+
+
 def record_membership(run_dir: Path, tags: list[str]) -> None:
     """meta.json: which experiments (id/profile) a run belongs to (not part of its id); a tag planned again
     leaves the run's `superseded` list."""
     meta = read_json(run_dir / "meta.json", {}) or {}
-    have = list(meta.get("experiments", []))
-    new = [t for t in tags if t not in have]
-    old = list(meta.get("superseded", []))
+    new = [t for t in tags if t not in meta.get("experiments", [])]
     if new:
-        meta = {**meta, "experiments": have + new}
-        if any(t in old for t in new):
-            meta["superseded"] = [t for t in old if t not in new]
-        atomic_write_json(run_dir / "meta.json", meta)
+        atomic_write_json(run_dir / "meta.json", _moved(meta, new, "superseded", "experiments"))
 
 
 def retire_membership(root: Path, planned: dict[str, set[str]]) -> dict[str, list[str]]:
@@ -133,17 +138,9 @@ def retire_membership(root: Path, planned: dict[str, set[str]]) -> dict[str, lis
     retired: dict[str, list[str]] = {}
     for path in sorted(root.glob("*/meta.json")) if planned else ():
         meta = read_json(path, {}) or {}
-        have = list(meta.get("experiments", []))
-        gone = [t for t in have if t in planned and path.parent.name not in planned[t]]
-        if not gone:
-            continue
-        old = list(meta.get("superseded", []))
-        meta = {
-            **meta,
-            "experiments": [t for t in have if t not in gone],
-            "superseded": old + [t for t in gone if t not in old],
-        }
-        atomic_write_json(path, meta)
+        gone = [t for t in meta.get("experiments", []) if t in planned and path.parent.name not in planned[t]]
+        if gone:
+            atomic_write_json(path, _moved(meta, gone, "experiments", "superseded"))
         for t in gone:
             retired.setdefault(t, []).append(path.parent.name)
     return retired
